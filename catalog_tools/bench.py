@@ -1,0 +1,122 @@
+"""`make bench`: speed figures (not tests; nothing here fails on a number).
+
+1. A krmfn transformer vs kustomize's builtin transformers doing comparable work
+   (set labels + an image tag) on 100, 1,000 and 10,000 Deployments.
+   Target: krmfn <= 1.5x the builtin at 1,000 and 10,000.
+2. Cost of one function call: in-process, exec (a subprocess), docker run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from catalog_tools.render import ROOT, engine
+from krm_functions.krmfn import Context, Function, Registry, run, yamlio
+
+SIZES = (100, 1_000, 10_000)
+LABELS = {"app.kubernetes.io/part-of": "serving-catalog", "team": "inference"}
+IMAGE_NAME, NEW_TAG = "vllm/vllm-openai", "v0.31.0"
+
+
+def deployments(n: int) -> list[dict]:
+    return [{"apiVersion": "apps/v1", "kind": "Deployment",
+             "metadata": {"name": f"server-{i}", "labels": {"app": f"server-{i}"}},
+             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": f"server-{i}"}},
+                      "template": {"metadata": {"labels": {"app": f"server-{i}"}},
+                                   "spec": {"containers": [{"name": "vllm", "image": f"{IMAGE_NAME}:v0.10.0",
+                                                            "args": ["--port=8000"],
+                                                            "resources": {"requests": {"cpu": "4", "memory": "16Gi"}}}]}}}}
+            for i in range(n)]
+
+
+def _set_labels_and_image(ctx: Context, spec: dict) -> None:
+    """What kustomize's `labels:` (with selectors) + `images:` do, through the SDK."""
+    for obj in ctx.items:
+        for key, value in spec["labels"].items():
+            obj.set_label(key, value)
+        obj.setdefault_map("spec", "selector", "matchLabels").update(spec["labels"])
+        for tmpl in obj.pod_templates():
+            tmpl.meta.setdefault("labels", {}).update(spec["labels"])
+            for c in tmpl.containers():
+                if c.get("image", "").split(":")[0] == spec["image"]:
+                    c["image"] = f"{spec['image']}:{spec['tag']}"
+
+
+BENCH = Registry("bench.serving-catalog.dev/v1")
+BENCH.register(Function("SetLabelsAndImage", "bench transformer", {"type": "object"}, {}, _set_labels_and_image))
+CONFIG = {"apiVersion": "bench.serving-catalog.dev/v1", "kind": "SetLabelsAndImage", "metadata": {"name": "b"},
+          "spec": {"labels": LABELS, "image": IMAGE_NAME, "tag": NEW_TAG}}
+
+
+def best_of(repeat: int, fn: Callable[[], object]) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def krmfn_vs_builtin() -> None:
+    print("1. krmfn transformer vs kustomize builtin (labels: + images:), best of runs, seconds")
+    print(f"   {'objects':>8} {'krmfn':>8} {'builtin':>8} {'ratio':>6}  target <= 1.5x at 1,000 and 10,000")
+    for n in SIZES:
+        items = deployments(n)
+        resource_list = yamlio.dump({"apiVersion": "config.kubernetes.io/v1", "kind": "ResourceList",
+                                     "items": items, "functionConfig": CONFIG})
+        repeat = 5 if n <= 1000 else 2
+
+        def sdk() -> None:
+            _, _, ok = run(BENCH, resource_list)
+            assert ok
+
+        t_sdk = best_of(repeat, sdk)
+        with tempfile.TemporaryDirectory() as tmp:
+            Path(tmp, "deployments.yaml").write_text(yamlio.dump_all(items))
+            Path(tmp, "kustomization.yaml").write_text(yamlio.dump({
+                "resources": ["deployments.yaml"],
+                "labels": [{"pairs": LABELS, "includeSelectors": True, "includeTemplates": True}],
+                "images": [{"name": IMAGE_NAME, "newTag": NEW_TAG}]}))
+            cmd = engine() + [tmp]
+            t_builtin = best_of(repeat, lambda: subprocess.run(cmd, check=True, capture_output=True))
+        verdict = "" if n < 1000 else ("  ok" if t_sdk <= 1.5 * t_builtin else "  MISSED")
+        print(f"   {n:>8,} {t_sdk:>8.3f} {t_builtin:>8.3f} {t_sdk / t_builtin:>5.2f}x{verdict}")
+
+
+def call_overhead() -> None:
+    print("\n2. one Accelerator call on the test Deployment: in-process, exec, docker run (median of 7), seconds")
+    from krm_functions.registry import REGISTRY
+
+    case = ROOT / "tests" / "kustomize" / "accelerator-gpu"
+    config = yamlio.load((case / "accelerator.yaml").read_text())
+    rl = yamlio.dump({"apiVersion": "config.kubernetes.io/v1", "kind": "ResourceList",
+                      "items": yamlio.load_all((case / "deployment.yaml").read_text()), "functionConfig": config})
+    image = (ROOT / "krm_functions" / "IMAGE").read_text().strip()
+    exe = Path(sys.executable).parent / "krm-fn"
+    ways = {"in-process": lambda: run(REGISTRY, rl),
+            "exec": lambda: subprocess.run([str(exe)], input=rl, capture_output=True, text=True, check=True)}
+    if shutil.which("docker") and subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0:
+        ways["docker run"] = lambda: subprocess.run(
+            ["docker", "run", "--rm", "-i", "--network", "none", "--user", "nobody", image],
+            input=rl, capture_output=True, text=True, check=True)
+    else:
+        print("   (docker run: skipped, no engine or image; run `make setup`)")
+    for name, fn in ways.items():
+        samples = [best_of(1, fn) for _ in range(7)]
+        print(f"   {name:<11} {statistics.median(samples):.3f}")
+
+
+def main() -> None:
+    krmfn_vs_builtin()
+    call_overhead()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Render a kustomization with the real kustomize engine, functions in containers.
+
+KUSTOMIZE names the engine command: `kubectl kustomize` (default, the venv's
+kubectl 1.37 with kustomize v5.8) or a standalone `kustomize build`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Union
+
+from krm_functions.krmfn import yamlio
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class RenderError(Exception):
+    def __init__(self, path: Union[str, Path], stderr: str):
+        super().__init__(f"{path}: kustomize build failed:\n{stderr.strip()}")
+        self.path = path
+        self.stderr = stderr
+
+
+def engine() -> list[str]:
+    configured = os.environ.get("KUSTOMIZE")
+    if configured:
+        return shlex.split(configured)
+    venv_kubectl = Path(sys.executable).parent / "kubectl"
+    return [str(venv_kubectl) if venv_kubectl.exists() else "kubectl", "kustomize"]
+
+
+def render_text(path: Union[str, Path]) -> str:
+    cmd = engine() + ["--enable-alpha-plugins", str(path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RenderError(path, proc.stderr)
+    return proc.stdout
+
+
+def render(path: Union[str, Path]) -> list[dict]:
+    return yamlio.load_all(render_text(path))

@@ -1,0 +1,126 @@
+"""Accelerator: request GPUs or TPUs for the server container and schedule onto them."""
+
+from __future__ import annotations
+
+from .. import tables
+from ..krmfn import Context, Function, FunctionError
+from ..workloads import TARGET_SCHEMA, ServerTarget, add_mount, add_toleration, add_volume, set_param, targets
+
+SPEC_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["provider", "accelerator"],
+    "properties": {
+        "provider": {"type": "string", "description": "A provider of the accelerators table (gke, ...)."},
+        "accelerator": {"type": "string", "description": "Accelerator name, e.g. nvidia-l4 or tpu-v5-lite-podslice."},
+        "count": {"type": "integer", "minimum": 1, "description": "GPUs per pod (GPU accelerators)."},
+        "topology": {"type": "string", "pattern": "^[0-9]+(x[0-9]+){1,2}$",
+                     "description": "TPU slice topology, e.g. 2x4 (TPU accelerators)."},
+        "spot": {"type": "boolean", "default": False, "description": "Schedule onto spot capacity."},
+        "shmSize": {"type": "string", "default": "16Gi", "description": "Size of the /dev/shm memory volume."},
+        **TARGET_SCHEMA,
+    },
+}
+
+EXAMPLE = {"provider": "gke", "accelerator": "nvidia-l4", "count": 2}
+
+
+def transform(ctx: Context, spec: dict) -> None:
+    provider = tables.provider(spec["provider"])
+    accel = tables.accelerator(spec["provider"], spec["accelerator"])
+    per_pod, hosts, machine = _devices(accel, spec)
+    for target in targets(ctx, spec):
+        _check_group(target, hosts)
+        _inject(target, spec, provider, accel, per_pod, hosts)
+    ctx.info(f"{accel['name']}: {per_pod} per pod, {hosts} host(s), machine type {machine}")
+
+
+def _devices(accel: dict, spec: dict) -> tuple[int, int, str]:
+    """Devices per pod, hosts per replica and machine type, checked against the table."""
+    name = accel["name"]
+    if accel["type"] == "gpu":
+        if "topology" in spec:
+            raise FunctionError.at(None, "spec.topology", f"{name} is a GPU: set spec.count, not spec.topology")
+        if "count" not in spec:
+            raise FunctionError.at(None, "spec.count", f"{name} needs a GPU count per pod")
+        machines = accel["machines"]
+        if spec["count"] not in machines:
+            offered = ", ".join(str(c) for c in machines)
+            raise FunctionError.at(None, "spec.count", f"{spec['count']} x {name} is not offered "
+                                   f"by any machine type (counts offered: {offered})", current=spec["count"])
+        return spec["count"], 1, machines[spec["count"]]
+    if "count" in spec:
+        raise FunctionError.at(None, "spec.count", f"{name} is a TPU: set spec.topology, not spec.count "
+                               f"(chips follow from the topology)")
+    if "topology" not in spec:
+        raise FunctionError.at(None, "spec.topology", f"{name} needs a slice topology")
+    topologies = accel["topologies"]
+    if spec["topology"] not in topologies:
+        raise FunctionError.at(None, "spec.topology", f"topology {spec['topology']} is not offered for {name} "
+                               f"(offered: {', '.join(topologies)})", current=spec["topology"])
+    row = topologies[spec["topology"]]
+    return tables.topology_chips(spec["topology"]) // row["hosts"], row["hosts"], row["machineType"]
+
+
+def _check_group(target: ServerTarget, hosts: int) -> None:
+    obj = target.obj
+    if obj.kind == "LeaderWorkerSet":
+        size = obj.get("spec", "leaderWorkerTemplate", "size", default=1)
+        if hosts > 1 and size != hosts:
+            raise FunctionError.at(obj, "spec.leaderWorkerTemplate.size",
+                                   f"group size {size} does not match the topology's {hosts} hosts "
+                                   f"(one pod per TPU host)", current=size, proposed=hosts)
+    elif hosts > 1:
+        raise FunctionError.at(obj, "kind", f"a {hosts}-host TPU topology needs one pod per host: "
+                               f"use a LeaderWorkerSet with size {hosts}, not a {obj.kind}")
+
+
+def _inject(target: ServerTarget, spec: dict, provider: dict, accel: dict, per_pod: int, hosts: int) -> None:
+    tmpl, container, server = target.template, target.container, target.server
+    gpu = accel["type"] == "gpu"
+    resource = provider["gpuResource" if gpu else "tpuResource"]
+    resources = container.setdefault("resources", {})
+    for kind in ("requests", "limits"):  # extended resources: requests must equal limits
+        resources.setdefault(kind, {})[resource] = per_pod
+
+    selector = tmpl.map_field("nodeSelector")
+    selector.update(accel["nodeSelector"])
+    if not gpu:
+        selector[provider["tpuTopologyLabel"]] = spec["topology"]
+    for toleration in provider["gpuTolerations" if gpu else "tpuTolerations"]:
+        add_toleration(tmpl.spec, toleration)
+    if spec["spot"]:
+        selector.update(provider["spot"]["nodeSelector"])
+        for toleration in provider["spot"]["tolerations"]:
+            add_toleration(tmpl.spec, toleration)
+
+    if target.template.role == "worker":
+        return _add_shm(tmpl, container, spec)  # workers join the leader's Ray cluster: no server flags
+    # GPUs across nodes talk over the network: split layers across pods (pipeline)
+    # and tensors within a pod. A TPU slice's interconnect spans its hosts, so
+    # tensor parallelism covers every chip of the slice.
+    group = target.obj.get("spec", "leaderWorkerTemplate", "size", default=1) if target.obj.kind == "LeaderWorkerSet" else 1
+    parallel = server.get("parallelism") or {}
+    if gpu and group > 1 and "pipeline" in parallel:
+        set_param(container, "pipeline", group, parallel["pipeline"])
+        tensor = per_pod
+    else:
+        tensor = per_pod * (hosts if not gpu else group)
+    if "tensor" in parallel:
+        set_param(container, "tensor", tensor, parallel["tensor"])
+    _add_shm(tmpl, container, spec)
+
+
+def _add_shm(tmpl, container: dict, spec: dict) -> None:
+    """NCCL and the servers' worker processes exchange tensors through /dev/shm."""
+    add_volume(tmpl, {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec["shmSize"]}})
+    add_mount(container, {"name": "dshm", "mountPath": "/dev/shm"})
+
+
+FUNCTION = Function(
+    kind="Accelerator",
+    summary="request GPUs/TPUs on the server container, select and tolerate their nodes, set tensor parallelism",
+    spec_schema=SPEC_SCHEMA,
+    example=EXAMPLE,
+    transform=transform,
+)

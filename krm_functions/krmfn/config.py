@@ -1,0 +1,91 @@
+"""Typed function configs: each function declares a JSON Schema for its `spec`.
+
+Validation takes the fast path (fastjsonschema, compiled once, fills defaults);
+only when that fails is jsonschema loaded, to report *every* problem, one line
+each, with the field path.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import fastjsonschema
+
+from .results import ERROR, Field, FunctionError, Result
+
+
+def envelope(api_version: str, kind: str, spec_schema: dict) -> dict:
+    """Schema of a whole function config object around a function's spec schema."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["apiVersion", "kind", "spec"],
+        "properties": {
+            "apiVersion": {"const": api_version},
+            "kind": {"const": kind},
+            "metadata": {"type": "object"},
+            "spec": spec_schema,
+        },
+    }
+
+
+_checkers: dict[int, tuple[dict, Callable[[Any], Any]]] = {}
+
+
+def _checker(schema: dict) -> Callable[[Any], Any]:
+    # Keyed by identity; the schema is kept alive in the entry so its id cannot be reused.
+    entry = _checkers.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        entry = _checkers[id(schema)] = (schema, fastjsonschema.compile(schema, use_default=True))
+    return entry[1]
+
+
+def validate(schema: dict, config: dict, ref: Any = None) -> dict:
+    """A validated deep copy of `config` with schema defaults filled in."""
+    try:
+        return _checker(schema)(copy.deepcopy(config))
+    except fastjsonschema.JsonSchemaException:
+        raise FunctionError(*_all_problems(schema, config, ref)) from None
+
+
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean",
+               dict: "object", list: "array", type(None): "null"}
+
+
+def _path(parts: Any) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(root)"
+
+
+def _all_problems(schema: dict, config: dict, ref: Any) -> list[Result]:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    results = []
+    for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+        path = _path(err.absolute_path)
+        if err.validator == "additionalProperties":
+            known = sorted((err.schema.get("properties") or {}).keys())
+            for extra in sorted(set(err.instance) - set(known)):
+                where = f"{path}.{extra}" if path != "(root)" else extra
+                results.append(Result(f"unknown field (known fields: {', '.join(known)})", ERROR, ref, Field(where)))
+            continue
+        if err.validator == "required":
+            missing = [r for r in err.validator_value if r not in err.instance]
+            for name in missing:
+                where = f"{path}.{name}" if path != "(root)" else name
+                results.append(Result("required field is missing", ERROR, ref, Field(where)))
+            continue
+        if err.validator == "type":
+            message = f"must be {err.validator_value}, got {_JSON_TYPES.get(type(err.instance), 'value')} {err.instance!r}"
+        elif err.validator == "enum":
+            message = f"must be one of {', '.join(map(str, err.validator_value))}; got {err.instance!r}"
+        elif err.validator == "const":
+            message = f"must be {err.validator_value!r}; got {err.instance!r}"
+        else:
+            message = err.message
+        results.append(Result(message, ERROR, ref, Field(path, err.instance if not isinstance(err.instance, (dict, list)) else None)))
+    return results or [Result("invalid function config", ERROR, ref)]

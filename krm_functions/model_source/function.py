@@ -1,0 +1,365 @@
+"""ModelSource: where the server reads its model weights from.
+
+hf:// sources get a PersistentVolumeClaim and a download Job (generated here);
+gs://, pvc:// and oci:// sources are mounted straight into the server pods.
+In every case the server container's model env var (the servers table's
+`modelEnv`, MODEL_ID) points at the local weights.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .. import tables
+from ..krmfn import Context, Function, FunctionError, KubeObject, PodTemplate
+from ..workloads import TARGET_SCHEMA, ServerTarget, add_mount, add_volume, set_env, targets
+
+PREREQUISITE_LABEL = "prerequisite"
+PREREQUISITE = "model-load"
+VOLUME = "model-weights"
+JOB_MOUNT = "/models"  # where the download Job mounts the claim; the server mounts it at spec.mountPath
+GCSFUSE_ANNOTATION = "gke-gcsfuse/volumes"
+GCSFUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
+COPIED_LABEL_PREFIXES = ("app.kubernetes.io/", "serving-catalog.dev/")
+SCHEMES = "hf://org/model, gs://bucket/path, pvc://claim/path or oci://image:tag"
+
+# One pattern per scheme; the names of the groups are what the source needs.
+_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
+_PATTERNS = {
+    # Hugging Face repository ids: org/name, letters, digits, '-', '_', '.'.
+    "hf": re.compile(rf"^hf://(?P<repo>{_NAME}/{_NAME})/?$"),
+    # GCS bucket names; the path may not hold ',' (it goes into gcsfuse's mount options).
+    "gs": re.compile(r"^gs://(?P<bucket>[a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?:/(?P<path>[^,\s]*))?$"),
+    # A claim name is a DNS subdomain.
+    "pvc": re.compile(r"^pvc://(?P<claim>[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?)(?:/(?P<path>\S*))?$"),
+    # An image reference: [registry[:port]/]repository[:tag][@digest].
+    "oci": re.compile(r"^oci://(?P<ref>(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?"
+                      r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+                      r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?P<digest>@sha256:[a-f0-9]{64})?)$"),
+}
+_FORMS = {"hf": "hf://org/model", "gs": "gs://bucket/path", "pvc": "pvc://claim/path", "oci": "oci://image:tag"}
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+
+SPEC_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "uri": {"type": "string", "minLength": 1,
+                "description": f"Where the weights are: {SCHEMES}. Default: hf://<hfId> of the models "
+                               f"table row named by the pods' {tables.MODEL_LABEL} label."},
+        "model": {"type": "string", "minLength": 1,
+                  "description": f"Models table row; default: the pods' {tables.MODEL_LABEL} label. Gives the "
+                                 "default uri and the default volume size."},
+        "revision": {"type": "string", "minLength": 1,
+                     "description": "Hugging Face revision (branch, tag or commit) to download; hf:// only. "
+                                    "Default: the repository's default branch."},
+        "storage": {
+            "type": "object", "additionalProperties": False,
+            "description": "The PersistentVolumeClaim the download Job fills; hf:// only.",
+            "properties": {
+                "size": {"type": "string",
+                         "description": "Claim size (a quantity, e.g. 200Gi). Default: the model's weights "
+                                        "(parameters x dtype bytes) plus 20% and 10Gi, rounded up to 10Gi."},
+                "storageClassName": {"type": "string", "minLength": 1,
+                                     "description": "Storage class of the claim; default: the cluster's default class."},
+                "accessMode": {"type": "string", "enum": ["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany"],
+                               "default": "ReadWriteMany",
+                               "description": "Access mode of the claim. ReadWriteMany (default): replicas on "
+                                              "several nodes read the same weights, written once by the Job; "
+                                              "the storage class must support it."},
+            },
+        },
+        "hfTokenSecret": {
+            "type": "object", "additionalProperties": False,
+            "description": "Secret holding the Hugging Face token the download Job uses (gated models); hf:// only.",
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "default": "hf-token", "description": "Secret name; default hf-token."},
+                "key": {"type": "string", "minLength": 1, "default": "token", "description": "Key in the Secret; default token."},
+            },
+        },
+        "mountPath": {"type": "string", "default": "/models",
+                      "description": "Absolute path where the server container mounts the weights (read-only)."},
+        **TARGET_SCHEMA,
+    },
+}
+
+EXAMPLE = {"uri": "hf://google/gemma-2b", "storage": {"storageClassName": "standard-rwx"}}
+
+
+@dataclass
+class Source:
+    """A parsed uri."""
+
+    scheme: str
+    uri: str
+    repo: str = ""  # hf
+    bucket: str = ""  # gs
+    claim: str = ""  # pvc
+    path: str = ""  # gs, pvc: inside the bucket or claim, no leading/trailing '/'
+    reference: str = ""  # oci
+
+    @property
+    def default_served_name(self) -> str:
+        """The name clients use when no model name is known: the last part of the uri."""
+        if self.scheme == "hf":
+            return self.repo
+        if self.scheme == "oci":  # the repository's last part, without tag or digest
+            return self.reference.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
+        return (self.path.rsplit("/", 1)[-1] if self.path else "") or self.bucket or self.claim
+
+
+@dataclass
+class Plan:
+    """What one workload gets: the source and the model row it came from."""
+
+    source: Source
+    model_name: Optional[str]
+    model_row: Optional[dict]
+    targets: list[ServerTarget] = field(default_factory=list)
+
+
+def parse_uri(uri: str) -> Source:
+    scheme, sep, _ = uri.partition("://")
+    if not sep:
+        raise FunctionError.at(None, "spec.uri", f"{uri!r} has no scheme: expected {SCHEMES}", current=uri)
+    if scheme not in _PATTERNS:
+        raise FunctionError.at(None, "spec.uri", f"unknown scheme {scheme + '://'!r}: expected {SCHEMES}", current=uri)
+    match = _PATTERNS[scheme].match(uri)
+    if match is None:
+        raise FunctionError.at(None, "spec.uri", f"malformed {scheme}:// uri {uri!r}: expected {_FORMS[scheme]}",
+                               current=uri)
+    parts = {k: v for k, v in match.groupdict().items() if v is not None and k not in ("tag", "digest")}
+    if "path" in parts:
+        parts["path"] = parts["path"].strip("/")
+        if ".." in parts["path"].split("/"):
+            raise FunctionError.at(None, "spec.uri", f"{uri!r}: the path may not contain '..'", current=uri)
+    source = Source(scheme, uri, **{("reference" if k == "ref" else k): v for k, v in parts.items()})
+    if scheme == "oci":
+        _check_pinned(source, match.group("tag"), match.group("digest"))
+    return source
+
+
+def _check_pinned(source: Source, tag: Optional[str], digest: Optional[str]) -> None:
+    if digest:
+        return  # a digest pins the image
+    if not tag or tag == "latest":
+        what = "has no tag" if not tag else "uses the :latest tag"
+        raise FunctionError.at(None, "spec.uri", f"{source.uri!r} {what}: pin a version tag or a digest "
+                               f"(each node pulls the image once; a moving tag serves different weights "
+                               f"on different nodes)", current=source.uri)
+
+
+def _check_fields(spec: dict) -> None:
+    """Format checks the schema would report only as 'does not match <regexp>'."""
+    size = (spec.get("storage") or {}).get("size")
+    if size is not None and not _QUANTITY.match(size):
+        raise FunctionError.at(None, "spec.storage.size", f"{size!r} is not a Kubernetes quantity "
+                               f"(e.g. 200Gi or 1Ti)", current=size)
+    mount = spec["mountPath"]
+    if not mount.startswith("/") or mount.rstrip("/") == "":
+        raise FunctionError.at(None, "spec.mountPath", f"{mount!r} must be an absolute path other than / "
+                               f"(e.g. /models)", current=mount)
+    spec["mountPath"] = mount.rstrip("/")
+
+
+def transform(ctx: Context, spec: dict) -> None:
+    _check_fields(spec)
+    config_source = parse_uri(spec["uri"]) if "uri" in spec else None
+    if config_source is not None and config_source.scheme != "hf":
+        for name in ("revision", "storage", "hfTokenSecret"):
+            if name in spec:
+                raise FunctionError.at(None, f"spec.{name}", f"applies to hf:// sources only, "
+                                       f"not {config_source.scheme}:// (nothing is downloaded)")
+    config_row = tables.model(spec["model"], None, "spec.model") if "model" in spec else None
+
+    plans: dict[int, Plan] = {}
+    for target in targets(ctx, spec):
+        plan = _plan(target, spec, config_source, config_row)
+        previous = plans.setdefault(id(target.obj), plan)
+        if previous is not plan and previous.source.uri != plan.source.uri:
+            raise FunctionError.at(target.obj, f"{_labels_path(target.template)}.{tables.MODEL_LABEL}",
+                                   f"the pod templates of one workload name different models "
+                                   f"({previous.source.uri}, {plan.source.uri}); set spec.uri")
+        previous.targets.append(target)
+
+    for plan in plans.values():
+        obj = plan.targets[0].obj
+        local_path = _mount_source(plan, spec)
+        if plan.source.scheme == "hf":
+            claim, job = _generate(ctx, plan, spec)
+            ctx.info(f"{obj.kind}/{obj.name}: weights of {plan.source.uri} downloaded by Job/{job} "
+                     f"into PersistentVolumeClaim/{claim}, read at {local_path}", obj)
+        else:
+            ctx.info(f"{obj.kind}/{obj.name}: weights of {plan.source.uri} read at {local_path}", obj)
+
+
+def _plan(target: ServerTarget, spec: dict, source: Optional[Source], row: Optional[dict]) -> Plan:
+    """The source and model of one server pod template."""
+    obj, tmpl = target.obj, target.template
+    label_path = f"{_labels_path(tmpl)}.{tables.MODEL_LABEL}"
+    name = spec.get("model") or target.model_name
+    if row is None and name:
+        # The pods' label is read only when the table is needed: for the uri or the volume size.
+        needs_row = source is None or (source.scheme == "hf" and "size" not in (spec.get("storage") or {}))
+        row = tables.model(name, obj, label_path) if needs_row else None
+    if source is None:
+        if not name:
+            raise FunctionError.at(obj, label_path, f"no {tables.MODEL_LABEL} label on the pods and no spec.uri: "
+                                   f"set spec.uri (or spec.model) to say which weights to load")
+        source = parse_uri(f"hf://{row['hfId']}")
+    return Plan(source, name, row)
+
+
+def _labels_path(tmpl: PodTemplate) -> str:
+    return f"{tmpl.path}.labels" if tmpl.meta is tmpl.spec else f"{tmpl.path}.metadata.labels"
+
+
+def _served_name(plan: Plan) -> str:
+    if plan.source.scheme == "hf":
+        return plan.source.repo
+    return plan.model_name or plan.source.default_served_name
+
+
+def _mount_source(plan: Plan, spec: dict) -> str:
+    """Mount the weights into every server container of the plan; returns the local model path."""
+    source, mount = plan.source, spec["mountPath"]
+    if source.scheme == "hf":
+        volume = {"persistentVolumeClaim": {"claimName": _claim_name(plan), "readOnly": True}}
+        local_path = f"{mount}/{source.repo}"
+    elif source.scheme == "gs":
+        options = "implicit-dirs" + (f",only-dir={source.path}" if source.path else "")
+        volume = {"csi": {"driver": GCSFUSE_DRIVER, "readOnly": True,
+                          "volumeAttributes": {"bucketName": source.bucket, "mountOptions": options}}}
+        local_path = mount
+    elif source.scheme == "pvc":
+        volume = {"persistentVolumeClaim": {"claimName": source.claim, "readOnly": True}}
+        local_path = f"{mount}/{source.path}" if source.path else mount
+    else:  # oci
+        volume = {"image": {"reference": source.reference, "pullPolicy": "IfNotPresent"}}
+        local_path = mount
+
+    served = _served_name(plan)
+    for target in plan.targets:
+        model_env = target.server.get("modelEnv")
+        if not model_env:
+            raise FunctionError.at(target.obj, target.container_path,
+                                   f"the servers table gives no modelEnv for server {target.server_name!r}")
+        if source.scheme == "gs":
+            target.template.set_annotation(GCSFUSE_ANNOTATION, "true")
+        add_volume(target.template, {"name": VOLUME, **volume})
+        add_mount(target.container, {"name": VOLUME, "mountPath": mount, "readOnly": True})
+        set_env(target.container, model_env, local_path)
+        set_env(target.container, "SERVED_MODEL_NAME", served)
+        if source.scheme in ("hf", "pvc"):
+            set_env(target.container, "HF_HUB_OFFLINE", "1")
+    return local_path
+
+
+def _claim_name(plan: Plan) -> str:
+    return f"{plan.targets[0].obj.name}-weights"
+
+
+def _labels(plan: Plan, component: str, server_label: bool) -> dict:
+    """The workload's app.kubernetes.io/* and serving-catalog.dev/* labels, for generated objects."""
+    target = plan.targets[0]
+    labels: dict = {}
+    for source in (target.template.labels, target.obj.labels):
+        labels.update({k: v for k, v in source.items() if k.startswith(COPIED_LABEL_PREFIXES)})
+    if not server_label:
+        labels.pop(tables.SERVER_LABEL, None)
+    labels["app.kubernetes.io/component"] = component
+    labels[PREREQUISITE_LABEL] = PREREQUISITE
+    return labels
+
+
+def _metadata(obj: KubeObject, name: str, labels: dict) -> dict:
+    meta: dict = {"name": name}
+    if obj.namespace:
+        meta["namespace"] = obj.namespace
+    meta["labels"] = labels
+    return meta
+
+
+def _check_access_mode(ctx: Context, obj: KubeObject, mode: str) -> None:
+    """Warn about access modes that work only in some clusters or some layouts."""
+    if mode == "ReadOnlyMany":
+        ctx.warning("accessMode ReadOnlyMany: the download Job writes the claim, and many storage drivers attach "
+                    "a ReadOnlyMany volume read-only; use it only with a class that allows one writer first",
+                    None, "spec.storage.accessMode", current=mode)
+        return
+    pods = obj.get("spec", "replicas", default=1)
+    if obj.kind == "LeaderWorkerSet":
+        pods = (pods or 1) * obj.get("spec", "leaderWorkerTemplate", "size", default=1)
+    if mode == "ReadWriteOnce" and isinstance(pods, int) and pods > 1:
+        ctx.warning(f"accessMode ReadWriteOnce: the {pods} pods of {obj.kind}/{obj.name} can only share the "
+                    f"claim on one node; use ReadWriteMany to spread them", None, "spec.storage.accessMode",
+                    current=mode)
+
+
+def _generate(ctx: Context, plan: Plan, spec: dict) -> tuple[str, str]:
+    """The claim the weights live on and the Job that downloads them into it."""
+    obj, target, source = plan.targets[0].obj, plan.targets[0], plan.source
+    storage = spec.get("storage") or {}
+    size = storage.get("size")
+    if size is None:
+        if plan.model_row is None:
+            raise FunctionError.at(None, "spec.storage.size", f"no model row to size the volume for {source.uri}: "
+                                   f"set spec.storage.size or spec.model")
+        size = f"{tables.weights_gib(plan.model_row)}Gi"
+    claim, mode = _claim_name(plan), storage.get("accessMode", "ReadWriteMany")
+    _check_access_mode(ctx, obj, mode)
+    claim_spec: dict = {"accessModes": [mode],
+                        "resources": {"requests": {"storage": size}}}
+    if storage.get("storageClassName"):
+        claim_spec["storageClassName"] = storage["storageClassName"]
+    ctx.add({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": _metadata(obj, claim, _labels(plan, "model-weights", server_label=True)),
+             "spec": claim_spec})
+
+    secret = spec.get("hfTokenSecret") or {}
+    command = ["hf", "download", source.repo, "--local-dir", f"{JOB_MOUNT}/{source.repo}", "--exclude", "original/*"]
+    if spec.get("revision"):
+        command += ["--revision", spec["revision"]]
+    job = f"{obj.name}-download"
+    ctx.add({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": _metadata(obj, job, _labels(plan, "model-download", server_label=False)),
+        "spec": {
+            "backoffLimit": 4,
+            "template": {
+                # Only the prerequisite label: the server's labels would put this pod
+                # behind the server's Service and under the other functions' edits.
+                "metadata": {"labels": {PREREQUISITE_LABEL: PREREQUISITE}},
+                "spec": {
+                    "restartPolicy": "OnFailure",
+                    "containers": [{
+                        "name": "download",
+                        # The server image ships huggingface_hub's `hf`; pulling it now warms the node.
+                        "image": target.server["image"],
+                        "command": command,
+                        "env": [
+                            {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
+                                "name": secret.get("name", "hf-token"), "key": secret.get("key", "token")}}},
+                            {"name": "HF_HOME", "value": "/tmp/hf-home"},
+                        ],
+                        "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}},
+                        "securityContext": {"allowPrivilegeEscalation": False},
+                        "volumeMounts": [{"name": VOLUME, "mountPath": JOB_MOUNT}],
+                    }],
+                    "volumes": [{"name": VOLUME, "persistentVolumeClaim": {"claimName": claim}}],
+                },
+            },
+        },
+    })
+    return claim, job
+
+
+FUNCTION = Function(
+    kind="ModelSource",
+    summary="load model weights from hf:// (PVC + download Job), gs://, pvc:// or oci:// and point the server at them",
+    spec_schema=SPEC_SCHEMA,
+    example=EXAMPLE,
+    transform=transform,
+)

@@ -1,0 +1,12 @@
+"""Every function of the image, keyed by its config kind."""
+
+from . import API_VERSION
+from .accelerator.function import FUNCTION as ACCELERATOR
+from .autoscaling.function import FUNCTION as AUTOSCALING
+from .krmfn import Registry
+from .model_source.function import FUNCTION as MODEL_SOURCE
+from .monitoring.function import FUNCTION as MONITORING
+
+REGISTRY = Registry(API_VERSION)
+for _fn in (ACCELERATOR, MODEL_SOURCE, MONITORING, AUTOSCALING):
+    REGISTRY.register(_fn)

@@ -1,0 +1,174 @@
+"""Finding the server workloads of a catalog entry, and editing their containers.
+
+Shared by the functions: a pod template is a target when its workload is not a
+batch Job and its pods carry the server label (or the config names the target);
+the server container is found by name, never by position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from . import tables
+from .krmfn import Context, FunctionError, KubeObject, PodTemplate
+
+BATCH_KINDS = ("Job", "CronJob")
+
+# Schema fragment shared by every function that edits the server workload.
+TARGET_SCHEMA = {
+    "workload": {
+        "type": "object", "additionalProperties": False,
+        "description": "Which workload to change; default: every workload whose pods carry "
+                       f"the {tables.SERVER_LABEL} label.",
+        "properties": {"kind": {"type": "string"}, "name": {"type": "string"}},
+    },
+    "container": {"type": "string", "description": "Server container name; default: the servers table's containerName."},
+    "server": {"type": "string", "description": "Server row; default: the pods' server label."},
+}
+
+
+@dataclass
+class ServerTarget:
+    obj: KubeObject
+    template: PodTemplate
+    container: dict
+    container_path: str
+    server_name: str
+    server: dict
+    model_name: Optional[str]
+
+    @property
+    def is_kserve(self) -> bool:
+        return self.obj.group == "serving.kserve.io"
+
+
+def targets(ctx: Context, spec: dict) -> list[ServerTarget]:
+    """Every server container the config selects; an error when there is none."""
+    wanted = spec.get("workload") or {}
+    found: list[ServerTarget] = []
+    for obj in ctx.items:
+        if obj.kind in BATCH_KINDS or wanted.get("kind", obj.kind) != obj.kind or wanted.get("name", obj.name) != obj.name:
+            continue
+        for tmpl in obj.pod_templates():
+            server_name = spec.get("server") or tmpl.labels.get(tables.SERVER_LABEL) or obj.labels.get(tables.SERVER_LABEL)
+            if not server_name and not wanted:
+                continue
+            if not server_name:
+                raise FunctionError.at(obj, f"{tmpl.path}.metadata.labels", f"no {tables.SERVER_LABEL} label; set spec.server")
+            server = tables.server(server_name, obj, f"{tmpl.path}.metadata.labels.{tables.SERVER_LABEL}")
+            names = [spec["container"]] if spec.get("container") else [server["containerName"], "kserve-container"]
+            container = next((c for c in (tmpl.container(n) for n in names) if c is not None), None)
+            if container is None:
+                raise FunctionError.at(obj, f"{tmpl.spec_path}.containers",
+                                       f"server container {names[0]!r} not found (containers: {', '.join(tmpl.container_names()) or 'none'})")
+            model_name = tmpl.labels.get(tables.MODEL_LABEL) or obj.labels.get(tables.MODEL_LABEL)
+            found.append(ServerTarget(obj, tmpl, container, tmpl.container_path(container.get("name", "kserve-container")),
+                                      server_name, server, model_name))
+    if not found:
+        what = f"{wanted.get('kind', 'workload')}/{wanted['name']}" if wanted.get("name") else "workload"
+        raise FunctionError.at(None, "spec.workload",
+                               f"no server {what} found: expected a Deployment, StatefulSet, LeaderWorkerSet, "
+                               f"InferenceService or ServingRuntime whose pods carry {tables.SERVER_LABEL}")
+    return found
+
+
+def workloads(found: list[ServerTarget]) -> list[KubeObject]:
+    """The distinct workload objects of the targets, in order."""
+    seen: dict[int, KubeObject] = {}
+    for t in found:
+        seen.setdefault(id(t.obj), t.obj)
+    return list(seen.values())
+
+
+# container editing ----------------------------------------------------------
+
+def set_arg(container: dict, flag: str, value: Any) -> None:
+    """Set `--flag=value`, replacing `--flag=x` or `--flag x` wherever it stands."""
+    text = str(value)
+    for key in ("command", "args"):
+        args = container.get(key) or []
+        for i, arg in enumerate(args):
+            if arg == flag and i + 1 < len(args):
+                args[i + 1] = text
+                return
+            if isinstance(arg, str) and arg.startswith(flag + "="):
+                args[i] = f"{flag}={text}"
+                return
+    container.setdefault("args", []).append(f"{flag}={text}")
+
+
+def get_arg(container: dict, flag: str) -> Optional[str]:
+    for key in ("command", "args"):
+        args = container.get(key) or []
+        for i, arg in enumerate(args):
+            if arg == flag and i + 1 < len(args):
+                return str(args[i + 1])
+            if isinstance(arg, str) and arg.startswith(flag + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def set_env(container: dict, name: str, value: Optional[str] = None, value_from: Optional[dict] = None) -> None:
+    env = container.setdefault("env", [])
+    entry: dict = {"name": name}
+    if value_from is not None:
+        entry["valueFrom"] = value_from
+    else:
+        entry["value"] = str(value)
+    for i, e in enumerate(env):
+        if e.get("name") == name:
+            env[i] = entry
+            return
+    env.append(entry)
+
+
+def get_env(container: dict, name: str) -> Optional[str]:
+    for e in container.get("env") or []:
+        if e.get("name") == name:
+            return e.get("value")
+    return None
+
+
+def set_param(container: dict, key: str, value: Any, setting: dict) -> None:
+    """Apply a server parameter the way the servers table says: an argument
+    (`--flag=v` or maxengine-style `key=v`) or an environment variable."""
+    if "arg" in setting:
+        set_arg(container, setting["arg"], value)
+    elif "env" in setting:
+        set_env(container, setting["env"], str(value))
+    else:  # the table's schema test keeps this unreachable
+        raise ValueError(f"setting for {key} names neither arg nor env")
+
+
+def upsert_named(items: list, entry: dict, key: str = "name") -> None:
+    """Replace the list entry of the same name, or append."""
+    for i, old in enumerate(items):
+        if isinstance(old, dict) and old.get(key) == entry.get(key):
+            items[i] = entry
+            return
+    items.append(entry)
+
+
+def add_toleration(spec: dict, toleration: dict) -> None:
+    tolerations = spec.setdefault("tolerations", [])
+    if toleration not in tolerations:
+        tolerations.append(dict(toleration))
+
+
+def add_volume(tmpl: PodTemplate, volume: dict) -> None:
+    upsert_named(tmpl.list_field("volumes"), volume)
+
+
+def add_mount(container: dict, mount: dict) -> None:
+    mounts = container.setdefault("volumeMounts", [])
+    for i, m in enumerate(mounts):
+        if m.get("name") == mount["name"] or m.get("mountPath") == mount["mountPath"]:
+            mounts[i] = mount
+            return
+    mounts.append(mount)
+
+
+def quantity(value: Any) -> Any:
+    """Resource counts as integers (the API accepts int-or-string)."""
+    return int(value)

@@ -1,0 +1,71 @@
+"""The functions through the real runtimes: kustomize + Docker, and kpt exec."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from catalog_tools.render import RenderError, render, render_text
+from krm_functions.krmfn import yamlio
+
+from .conftest import ROOT, need
+
+CASE = ROOT / "tests" / "kustomize" / "accelerator-gpu"
+
+
+def _server(docs):
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    containers = {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
+    return deployment, containers
+
+
+def test_kustomize_runs_the_function_in_a_container(docker_image):
+    deployment, containers = _server(render(CASE))
+    vllm, sidecar = containers["vllm"], containers["metrics-sidecar"]
+    assert vllm["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert vllm["resources"]["requests"]["nvidia.com/gpu"] == 2
+    assert "--tensor-parallel-size=2" in vllm["args"]
+    assert "resources" not in sidecar  # only the server container gets accelerators
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["nodeSelector"]["cloud.google.com/gke-accelerator"] == "nvidia-l4"
+    # Internal annotations of kustomize/kpt never leak into the output.
+    assert not any(k.startswith(("config.kubernetes.io", "internal.config")) for k in
+                   deployment["metadata"].get("annotations", {}))
+
+
+def test_kustomize_build_fails_with_the_function_message(docker_image, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(CASE, bad)
+    config = bad / "accelerator.yaml"
+    config.write_text(config.read_text().replace("count: 2", "count: 3"))
+    with pytest.raises(RenderError) as err:
+        render_text(bad)
+    assert "error: Accelerator/two-l4 spec.count: 3 x nvidia-l4 is not offered" in err.value.stderr
+    assert "Traceback" not in err.value.stderr
+
+
+def test_function_container_runs_as_nobody_without_network(docker_image):
+    rl = yamlio.dump({"apiVersion": "config.kubernetes.io/v1", "kind": "ResourceList", "items": [],
+                      "functionConfig": yamlio.load((CASE / "accelerator.yaml").read_text())})
+    proc = subprocess.run(["docker", "run", "--rm", "-i", "--network", "none", "--user", "nobody",
+                           "--read-only", docker_image], input=rl, capture_output=True, text=True)
+    # No workload in the list: a clear error, not a crash, from a read-only container.
+    assert proc.returncode == 1
+    assert "no server workload found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_kpt_exec_runs_the_same_function(tmp_path):
+    kpt = shutil.which("kpt")
+    if kpt is None:
+        need("kpt is not on PATH")
+    exe = Path(shutil.which("krm-fn") or (Path(__import__("sys").executable).parent / "krm-fn"))
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    shutil.copy(CASE / "deployment.yaml", pkg)
+    proc = subprocess.run([kpt, "fn", "eval", str(pkg), "--exec", str(exe), "--fn-config",
+                           str(CASE / "accelerator.yaml"), "-o", "stdout"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    (out,) = yamlio.load_all(proc.stdout)  # kpt wraps stdout output in a ResourceList
+    _, containers = _server(out["items"])
+    assert containers["vllm"]["resources"]["limits"]["nvidia.com/gpu"] == 2
