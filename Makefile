@@ -11,21 +11,24 @@ KUSTOMIZE ?= $(abspath $(VENV))/bin/kubectl kustomize
 export KUSTOMIZE
 IMAGE     := $(shell cat krm_functions/IMAGE)
 # Entry rendered by `make demo`.
-ENTRY     ?= tests/kustomize/accelerator-gpu
+ENTRY     ?= serving-catalog/core/deployment/vllm/gemma-2b/gke
 # CRD schemas for validation: .ci/run points this at ../shared/crds; by default
 # `make crds` downloads the pinned upstream files into build/crds.
 SERVING_CATALOG_CRDS ?= $(CURDIR)/build/crds
 export SERVING_CATALOG_CRDS
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv docker images demo test crds bench clean
+.PHONY: help setup venv docker images demo test validate generate deploy crds bench clean
 
 help:
 	@echo "make demo     set up, then render ENTRY ($(ENTRY)) with the functions in containers"
 	@echo "make test     set up, then run every test (golden examples, real kustomize + Docker, validation)"
 	@echo "make setup    .venv with pinned tools, a Docker engine, the function image $(IMAGE)"
 	@echo "make images   (re)build the function image"
-	@echo "make bench    benchmarks (not tests): SDK vs kustomize builtins, container overhead"
+	@echo "make validate render every catalog entry and validate it strictly (part of make test)"
+	@echo "make generate regenerate components/, catalog.md and entry READMEs from the data tables"
+	@echo "make deploy ENTRY=...   model-load Job first, wait, then the server (needs kubectl access)"
+	@echo "make bench    benchmarks (not tests): SDK vs kustomize builtins, container overhead, entry render times"
 	@echo "make crds     download the pinned CRD schemas into build/crds"
 
 setup: venv docker images
@@ -52,6 +55,15 @@ crds:
 
 test: setup crds
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+validate: setup crds
+	$(PY) -m catalog_tools.check_entries
+
+generate: setup
+	$(PY) -m catalog_tools.generate
+
+deploy: setup
+	scripts/deploy $(ENTRY)
 
 bench: setup
 	$(PY) -m catalog_tools.bench

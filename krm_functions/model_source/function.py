@@ -14,7 +14,7 @@ from typing import Optional
 
 from .. import tables
 from ..krmfn import Context, Function, FunctionError, KubeObject, PodTemplate
-from ..workloads import TARGET_SCHEMA, ServerTarget, add_mount, add_volume, set_env, targets
+from ..workloads import TARGET_SCHEMA, ServerTarget, add_mount, add_volume, get_env, set_env, targets
 
 PREREQUISITE_LABEL = "prerequisite"
 PREREQUISITE = "model-load"
@@ -254,6 +254,10 @@ def _mount_source(plan: Plan, spec: dict) -> str:
         set_env(target.container, "SERVED_MODEL_NAME", served)
         if source.scheme in ("hf", "pvc"):
             set_env(target.container, "HF_HUB_OFFLINE", "1")
+        # The models table's context length is the default; an entry may set its own.
+        context_env = target.server.get("contextLengthEnv")
+        if context_env and plan.model_row and get_env(target.container, context_env) is None:
+            set_env(target.container, context_env, str(plan.model_row["maxModelLen"]))
     return local_path
 
 

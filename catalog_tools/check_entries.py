@@ -1,0 +1,86 @@
+"""Render every catalog entry with the real kustomize engine (functions in
+containers) and check it: strict schemas, pinned images matching the servers
+table, no unrendered $(VAR) placeholders. `make validate` runs this with progress.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+
+from krm_functions import tables
+from krm_functions.krmfn import KubeObject
+
+from .catalog import Entry, entries
+from .render import ROOT, RenderError, render
+from .validate import Validator
+
+# Env vars that controllers inject into containers (LeaderWorkerSet).
+INJECTED_ENV = {"LWS_LEADER_ADDRESS", "LWS_GROUP_SIZE", "LWS_WORKER_INDEX", "LWS_LEADER_NAME"}
+VAR_REF = re.compile(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+PINNED = re.compile(r"^[^:@\s]+(:[^:@\s]+)?(@sha256:[0-9a-f]{64})?$")
+
+
+def image_problems(image: str) -> list[str]:
+    name, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")
+    if "@sha256:" in image:
+        return []
+    if not tag:
+        return [f"image {image} has no tag"]
+    if tag == "latest" or tag == "nightly":
+        return [f"image {image} uses the moving tag :{tag}"]
+    return []
+
+
+def container_problems(obj: KubeObject) -> list[str]:
+    problems = []
+    for tmpl in obj.pod_templates():
+        for c in (tmpl.spec.get("initContainers") or []) + tmpl.containers():
+            where = f"{obj.kind}/{obj.name} {tmpl.path} container {c.get('name')}"
+            problems += [f"{where}: {p}" for p in image_problems(str(c.get("image", "")))]
+            defined = {e.get("name") for e in c.get("env") or []} | INJECTED_ENV
+            for text in (c.get("command") or []) + (c.get("args") or []):
+                for var in VAR_REF.findall(str(text)):
+                    if var not in defined:
+                        problems.append(f"{where}: $({var}) is never defined: an unrendered placeholder")
+            server = tmpl.labels.get(tables.SERVER_LABEL)
+            if server and c.get("name") == tables.server(server)["containerName"]:
+                want = tables.server(server)["image"]
+                if c.get("image") != want:
+                    problems.append(f"{where}: image {c.get('image')} differs from the servers table's {want}")
+    return problems
+
+
+def check(entry: Entry, validator: Validator) -> list[str]:
+    """Problems of one entry, one line each."""
+    try:
+        docs = render(ROOT / entry.path)
+    except RenderError as err:
+        return [f"{entry.path}: {line}" for line in err.stderr.strip().splitlines()]
+    problems = [f"{entry.path}: {p}" for p in validator.validate_all(docs)]
+    for doc in docs:
+        problems += [f"{entry.path}: {p}" for p in container_problems(KubeObject(doc))]
+    if not any(tables.SERVER_LABEL in str(doc) for doc in docs):
+        problems.append(f"{entry.path}: no server workload rendered")
+    return problems
+
+
+def main() -> int:
+    validator = Validator()
+    found = entries()
+    failed = 0
+    for n, entry in enumerate(found, 1):
+        start = time.perf_counter()
+        problems = check(entry, validator)
+        status = "ok" if not problems else f"{len(problems)} problem(s)"
+        print(f"[{n}/{len(found)}] {entry.path}: {status} ({time.perf_counter() - start:.1f}s)", flush=True)
+        for p in problems:
+            print(f"    {p}")
+        failed += bool(problems)
+    print(f"{len(found) - failed} of {len(found)} entries valid")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Entry READMEs, generated from what the entry renders to and the data tables,
+so that they never disagree with the manifests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+
+from krm_functions import tables
+from krm_functions.krmfn import KubeObject
+
+from .catalog import Entry
+from .render import ROOT, render
+
+TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def _env(container: dict, name: str) -> str:
+    return next((str(e.get("value")) for e in container.get("env") or [] if e.get("name") == name), "")
+
+
+def _arg(container: dict, flag: str) -> str:
+    return next((a.split("=", 1)[1] for a in container.get("args") or [] if str(a).startswith(flag + "=")), "")
+
+
+def facts(entry: Entry) -> dict:
+    objs = [KubeObject(d) for d in render(ROOT / entry.path)]
+    by_kind = {o.kind: o for o in objs}
+    server_row, model_row = tables.server(entry.server), tables.model(entry.model)
+    provider = tables.provider(entry.provider)
+    workload = by_kind.get("Deployment") or by_kind["LeaderWorkerSet"]
+    tmpl = workload.pod_templates()[0]
+    container = tmpl.container(server_row["containerName"])
+    group = workload.get("spec", "leaderWorkerTemplate", "size", default=1)
+    accel_spec = entry.accelerator or {}
+    accel_row = tables.accelerator(entry.provider, accel_spec["accelerator"])
+    count = accel_spec.get("count")
+    machine = accel_row["machines"][count] if count else accel_row["topologies"][accel_spec["topology"]]["machineType"]
+    pvc, job, service = by_kind["PersistentVolumeClaim"], by_kind["Job"], by_kind["Service"]
+    hpa = by_kind.get("HorizontalPodAutoscaler")
+    metric = hpa.get("spec", "metrics", 0, "pods", "metric", "name")
+    tp, pp = _arg(container, "--tensor-parallel-size"), _arg(container, "--pipeline-parallel-size")
+    node_pool = [f"gcloud container node-pools create {accel_row['name']}-pool --cluster=CLUSTER \\",
+                 f"  --machine-type={machine} --num-nodes={group} \\"]
+    if count:
+        node_pool.append(f"  --accelerator=type={accel_row['name']},count={count},gpu-driver-version=latest")
+    else:
+        node_pool.append(f"  --tpu-topology={accel_spec['topology']}")
+    scrape = next((f"{o.kind} `{o.name}` (`{server_row['metrics']['path']}` on port `{server_row['metrics']['port']}`)"
+                   for o in objs if o.kind in ("PodMonitoring", "PodMonitor", "ServiceMonitor")), "none")
+    return {
+        "entry": entry, "server": server_row, "model": model_row, "provider": provider, "kind": workload.kind,
+        "workload": workload.name, "group": group, "context": _env(container, "MAX_MODEL_LEN"),
+        "accelerator": entry.accelerator_text(), "machine": machine, "node_pool": node_pool,
+        "parallelism": ", ".join(p for p in (f"tensor {tp}" if tp else "", f"pipeline {pp}" if pp else "") if p) or "none",
+        "cpu": container["resources"]["requests"]["cpu"], "memory": container["resources"]["requests"]["memory"],
+        "pvc": {"name": pvc.name, "size": pvc.get("spec", "resources", "requests", "storage"),
+                "access": ", ".join(pvc.get("spec", "accessModes", default=[])),
+                "class": pvc.get("spec", "storageClassName", default="")},
+        "job": job.name, "service": service.name, "port": service.get("spec", "ports", 0, "port"),
+        "hpa": {"kind": hpa.kind, "name": hpa.name, "min": hpa.get("spec", "minReplicas"),
+                "max": hpa.get("spec", "maxReplicas"), "metric": metric,
+                "target": hpa.get("spec", "metrics", 0, "pods", "target", "averageValue")},
+        "scrape": scrape,
+    }
+
+
+def readme(entry: Entry) -> str:
+    return TEMPLATES.get_template("entry-README.md.j2").render(**facts(entry))

@@ -1,0 +1,86 @@
+"""Every catalog entry renders through kustomize + Docker and validates strictly;
+generated files are current; a misconfigured overlay fails with the function's message."""
+
+import shutil
+
+import pytest
+
+from catalog_tools import generate
+from catalog_tools.catalog import entries
+from catalog_tools.check_entries import check, image_problems
+from catalog_tools.render import ROOT, RenderError, render, render_text
+from catalog_tools.validate import Validator
+from krm_functions import tables
+
+ENTRIES = entries()
+
+
+@pytest.fixture(scope="module")
+def validator(crd_dir):
+    return Validator(crd_dir)
+
+
+def test_catalog_has_the_predecessors_vllm_entries():
+    paths = {str(e.path) for e in ENTRIES}
+    for model in ("gemma-2b", "llama3-8b", "llama3-70b"):
+        assert f"serving-catalog/core/deployment/vllm/{model}/gke" in paths
+    for model in ("llama3.1-405b-it", "deepseek-r1"):
+        assert f"serving-catalog/core/lws/vllm/{model}/gke" in paths
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[str(e.path) for e in ENTRIES])
+def test_entry_renders_and_validates(entry, docker_image, validator):
+    assert check(entry, validator) == []
+    assert (ROOT / entry.path / "README.md").exists(), f"{entry.path}: no README.md"
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[str(e.path) for e in ENTRIES])
+def test_entry_is_complete(entry, docker_image):
+    kinds = {d["kind"] for d in render(ROOT / entry.path)}
+    assert {"Service", "HorizontalPodAutoscaler", "PodMonitoring"} <= kinds
+    assert {"PersistentVolumeClaim", "Job"} <= kinds  # model-load prerequisites
+
+
+def test_entries_do_not_select_each_others_pods(docker_image):
+    selectors = {}
+    for entry in ENTRIES:
+        for doc in render(ROOT / entry.path):
+            if doc["kind"] == "Service":
+                selectors[str(entry.path)] = doc["spec"]["selector"]
+    items = list(selectors.items())
+    for i, (a, sel_a) in enumerate(items):
+        for b, sel_b in items[i + 1:]:
+            # Two selectors overlap only if neither has a key the other contradicts.
+            assert any(k in sel_b and sel_b[k] != v for k, v in sel_a.items()), f"{a} and {b} select the same pods"
+
+
+def test_misconfigured_overlay_fails_with_the_function_message(docker_image, tmp_path):
+    for part in ("serving-catalog", "components"):
+        shutil.copytree(ROOT / part, tmp_path / part)
+    entry = tmp_path / "serving-catalog/core/deployment/vllm/gemma-2b/gke"
+    config = tmp_path / "components/accelerators/gke/1-nvidia-l4/accelerator.yaml"
+    config.write_text(config.read_text().replace("count: 1", "count: 3"))
+    with pytest.raises(RenderError) as err:
+        render_text(entry)
+    assert "error: Accelerator/1-nvidia-l4 spec.count: 3 x nvidia-l4 is not offered" in err.value.stderr
+
+
+def test_generated_components_and_catalog_are_current():
+    assert generate.stale(readmes=False) == [], "run `make generate`"
+
+
+def test_generated_entry_readmes_are_current(docker_image):
+    assert generate.stale(readmes=True) == [], "run `make generate`"
+
+
+def test_server_images_are_pinned_release_tags():
+    for name, row in tables.table("servers").items():
+        images = [row["image"], *row.get("sidecarImages", {}).values()]
+        for image in images:
+            assert image_problems(image) == [], f"{name}: {image}"
+
+
+@pytest.mark.parametrize("image,ok", [("a/b:v1.2", True), ("a/b", False), ("a/b:latest", False),
+                                      ("localhost:5000/a/b", False), ("a/b@sha256:" + "0" * 64, True)])
+def test_image_pinning_rule(image, ok):
+    assert (image_problems(image) == []) is ok
