@@ -8,7 +8,6 @@ Usage: python -m catalog_tools.generate [--check]
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from krm_functions import API_VERSION, tables
 from krm_functions.krmfn import yamlio

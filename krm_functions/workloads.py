@@ -73,13 +73,6 @@ def targets(ctx: Context, spec: dict) -> list[ServerTarget]:
     return found
 
 
-def workloads(found: list[ServerTarget]) -> list[KubeObject]:
-    """The distinct workload objects of the targets, in order."""
-    seen: dict[int, KubeObject] = {}
-    for t in found:
-        seen.setdefault(id(t.obj), t.obj)
-    return list(seen.values())
-
 
 # container editing ----------------------------------------------------------
 
@@ -97,16 +90,6 @@ def set_arg(container: dict, flag: str, value: Any) -> None:
                 return
     container.setdefault("args", []).append(f"{flag}={text}")
 
-
-def get_arg(container: dict, flag: str) -> Optional[str]:
-    for key in ("command", "args"):
-        args = container.get(key) or []
-        for i, arg in enumerate(args):
-            if arg == flag and i + 1 < len(args):
-                return str(args[i + 1])
-            if isinstance(arg, str) and arg.startswith(flag + "="):
-                return arg.split("=", 1)[1]
-    return None
 
 
 def set_env(container: dict, name: str, value: Optional[str] = None, value_from: Optional[dict] = None) -> None:
@@ -168,7 +151,3 @@ def add_mount(container: dict, mount: dict) -> None:
             return
     mounts.append(mount)
 
-
-def quantity(value: Any) -> Any:
-    """Resource counts as integers (the API accepts int-or-string)."""
-    return int(value)

@@ -182,7 +182,7 @@ def _service(ctx: Context, st: ScrapeTarget) -> tuple[KubeObject, dict]:
     services = [s for s in ctx.items if s.kind == "Service" and s.group == "" and s.namespace == st.namespace
                 and _selects(s.get("spec", "selector", default=None) or {}, st.pod_labels)]
     if not services:
-        raise FunctionError(Result(f"no Service selects its pods: a ServiceMonitor scrapes through one "
+        raise FunctionError(Result("no Service selects its pods: a ServiceMonitor scrapes through one "
                                    "(add the Service, or use kind PodMonitor)", ERROR, st.obj.ref))
     found = []
     for service in services:
