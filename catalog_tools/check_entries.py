@@ -19,11 +19,10 @@ from .validate import Validator
 # Env vars that controllers inject into containers (LeaderWorkerSet).
 INJECTED_ENV = {"LWS_LEADER_ADDRESS", "LWS_GROUP_SIZE", "LWS_WORKER_INDEX", "LWS_LEADER_NAME"}
 VAR_REF = re.compile(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
-PINNED = re.compile(r"^[^:@\s]+(:[^:@\s]+)?(@sha256:[0-9a-f]{64})?$")
 
 
 def image_problems(image: str) -> list[str]:
-    name, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")
+    tag = image.rpartition(":")[2] if ":" in image.split("/")[-1] else ""
     if "@sha256:" in image:
         return []
     if not tag:

@@ -6,6 +6,7 @@ kubectl 1.37 with kustomize v5.8) or a standalone `kustomize build`.
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import subprocess
@@ -34,8 +35,14 @@ def engine() -> list[str]:
 
 
 def render_text(path: Union[str, Path]) -> str:
-    cmd = engine() + ["--enable-alpha-plugins", str(path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    return _render_text(str(Path(path).resolve()), tuple(engine()))
+
+
+# One build per entry and engine per process: the tests, validation and the README
+# generator all read the same entries. Failures are not cached (lru_cache re-raises).
+@functools.lru_cache(maxsize=None)
+def _render_text(path: str, command: tuple[str, ...]) -> str:
+    proc = subprocess.run([*command, "--enable-alpha-plugins", path], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RenderError(path, proc.stderr)
     return proc.stdout
