@@ -18,7 +18,7 @@ SERVING_CATALOG_CRDS ?= $(CURDIR)/build/crds
 export SERVING_CATALOG_CRDS
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv docker images demo test validate generate deploy crds bench clean
+.PHONY: help setup venv docker images demo test validate generate deploy new-model crds bench clean
 
 help:
 	@echo "make demo     set up, then render ENTRY ($(ENTRY)) with the functions in containers"
@@ -28,6 +28,7 @@ help:
 	@echo "make validate render every catalog entry and validate it strictly (part of make test)"
 	@echo "make generate regenerate components/, catalog.md and entry READMEs from the data tables"
 	@echo "make deploy ENTRY=...   model-load Job first, wait, then the server (needs kubectl access)"
+	@echo "make new-model SERVER=serving-catalog/core/deployment/vllm FROM=gemma-2b TO=gemma-7b-it"
 	@echo "make bench    benchmarks (not tests): SDK vs kustomize builtins, container overhead, entry render times"
 	@echo "make crds     download the pinned CRD schemas into build/crds"
 
@@ -64,6 +65,10 @@ generate: setup
 
 deploy: setup
 	scripts/deploy $(ENTRY)
+
+# The image carries the models table: rebuild it so the new row is known.
+new-model: setup
+	PYTHON=$(PY) scripts/new-model $(SERVER) $(FROM) $(TO)
 
 bench: setup
 	$(PY) -m catalog_tools.bench

@@ -15,7 +15,6 @@ from krm_functions.krmfn import yamlio
 
 from .render import ROOT
 
-CATALOG = ROOT / "serving-catalog"
 KINDS = {"deployment": "Deployment", "lws": "LeaderWorkerSet", "inferenceservice": "InferenceService",
          "modelservice": "ModelService"}
 

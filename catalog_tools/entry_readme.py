@@ -25,8 +25,8 @@ def _arg(container: dict, flag: str) -> str:
     return next((a.split("=", 1)[1] for a in container.get("args") or [] if str(a).startswith(flag + "=")), "")
 
 
-def facts(entry: Entry) -> dict:
-    objs = [KubeObject(d) for d in render(ROOT / entry.path)]
+def facts(entry: Entry, root: Path = ROOT) -> dict:
+    objs = [KubeObject(d) for d in render(root / entry.path)]
     by_kind = {o.kind: o for o in objs}
     server_row, model_row = tables.server(entry.server), tables.model(entry.model)
     provider = tables.provider(entry.provider)
@@ -67,5 +67,5 @@ def facts(entry: Entry) -> dict:
     }
 
 
-def readme(entry: Entry) -> str:
-    return TEMPLATES.get_template("entry-README.md.j2").render(**facts(entry))
+def readme(entry: Entry, root: Path = ROOT) -> str:
+    return TEMPLATES.get_template("entry-README.md.j2").render(**facts(entry, root))

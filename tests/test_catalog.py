@@ -2,6 +2,7 @@
 generated files are current; a misconfigured overlay fails with the function's message."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,37 @@ def test_server_images_are_pinned_release_tags():
                                       ("localhost:5000/a/b", False), ("a/b@sha256:" + "0" * 64, True)])
 def test_image_pinning_rule(image, ok):
     assert (image_problems(image) == []) is ok
+
+
+def test_new_model_script_makes_a_working_entry(docker_image, validator, tmp_path):
+    from catalog_tools.catalog import entries as entries_at
+    from catalog_tools.new_model import NewModelError, new_model
+
+    for part in ("serving-catalog", "components"):
+        shutil.copytree(ROOT / part, tmp_path / part)
+    (tmp_path / "catalog.md").write_text((ROOT / "catalog.md").read_text())
+    created = new_model(Path("serving-catalog/core/deployment/vllm"), "gemma-2b", "gemma-7b-it", tmp_path)
+    assert created == [tmp_path / "serving-catalog/core/deployment/vllm/gemma-7b-it/gke"]
+    entry = next(e for e in entries_at(tmp_path) if e.model == "gemma-7b-it")
+    docs = render(tmp_path / entry.path)
+    assert validator.validate_all(docs) == []
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert ("Deployment", "vllm-gemma-7b-it") in names and ("Job", "vllm-gemma-7b-it-download") in names
+    assert "gemma-2b" not in str(docs)
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SERVED_MODEL_NAME"] == tables.model("gemma-7b-it")["hfId"]
+    assert "gemma-7b-it" in (tmp_path / "catalog.md").read_text()
+    assert "google/gemma-7b-it" in (tmp_path / entry.path / "README.md").read_text()
+    with pytest.raises(NewModelError, match="already exists"):
+        new_model(Path("serving-catalog/core/deployment/vllm"), "gemma-2b", "gemma-7b-it", tmp_path)
+    with pytest.raises(NewModelError, match="not in krm_functions/data/models.yaml"):
+        new_model(Path("serving-catalog/core/deployment/vllm"), "gemma-2b", "no-such-model", tmp_path)
+
+
+def test_model_names_are_rewritten_whole():
+    from catalog_tools.new_model import _rewriter
+
+    rewrite = _rewriter("llama3.1-405b-it", "llama3.3-70b-it")
+    text = "nameSuffix: -llama3-1-405b-it\nmodel: llama3.1-405b-it\nother: llama3.1-405b-it-fp8\n"
+    assert rewrite(text) == "nameSuffix: -llama3-3-70b-it\nmodel: llama3.3-70b-it\nother: llama3.1-405b-it-fp8\n"
