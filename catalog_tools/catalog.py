@@ -13,7 +13,7 @@ from typing import Optional
 from krm_functions import tables
 from krm_functions.krmfn import yamlio
 
-from .render import ROOT
+from .render import ROOT, render
 
 KINDS = {"deployment": "Deployment", "lws": "LeaderWorkerSet", "inferenceservice": "InferenceService",
          "modelservice": "ModelService"}
@@ -28,6 +28,7 @@ class Entry:
     model: str
     provider: str
     accelerator: Optional[dict]
+    group: int = 1  # pods per replica (LeaderWorkerSet size)
 
     @property
     def kind(self) -> str:
@@ -39,7 +40,8 @@ class Entry:
         row = tables.accelerator(self.provider, self.accelerator["accelerator"])
         if "topology" in self.accelerator:
             return f"{row['device']} {self.accelerator['topology']}"
-        return f"{self.accelerator['count']} x {row['device']}"
+        per_pod = f"{self.accelerator['count']} x {row['device']}"
+        return f"{self.group} pods x {per_pod}" if self.group > 1 else per_pod
 
 
 def _accelerator(entry_dir: Path) -> Optional[dict]:
@@ -52,6 +54,17 @@ def _accelerator(entry_dir: Path) -> Optional[dict]:
     return None
 
 
+def _group_size(entry_dir: Path) -> int:
+    """Pods per replica, read from the rendered model base (it runs no functions)."""
+    base = entry_dir.parent / "base"
+    if not (base / "kustomization.yaml").exists():
+        return 1
+    for doc in render(base):
+        if doc.get("kind") == "LeaderWorkerSet":
+            return int(doc["spec"]["leaderWorkerTemplate"].get("size", 1))
+    return 1
+
+
 def entries(root: Path = ROOT) -> list[Entry]:
     providers = set(tables.table("accelerators")["providers"])
     found = []
@@ -60,7 +73,7 @@ def entries(root: Path = ROOT) -> list[Entry]:
         platform, crd, server, model, provider = entry_dir.relative_to(root / "serving-catalog").parts
         if provider in providers:
             found.append(Entry(entry_dir.relative_to(root), platform, crd, server, model, provider,
-                               _accelerator(entry_dir)))
+                               _accelerator(entry_dir), _group_size(entry_dir)))
     return found
 
 

@@ -63,6 +63,10 @@ def components() -> dict[str, str]:
         files.update(component(f"components/monitoring/{stack}", "Monitoring", stack, {"stack": stack},
                                f"scrape the server's metrics with {stack}"))
     for provider_name, provider in tables.table("accelerators")["providers"].items():
+        files.update(component(f"components/accelerators/{provider_name}/spot", "Spot", f"{provider_name}-spot",
+                               {"provider": provider_name},
+                               f"run on {provider['title']} spot capacity: "
+                               + ", ".join(f"{k}={v}" for k, v in provider["spot"]["nodeSelector"].items())))
         storage = {"storageClassName": provider["readWriteManyStorageClass"]}
         files.update(component(f"components/model-load/hf/{provider_name}", "ModelSource", f"hf-{provider_name}",
                                {"storage": storage},

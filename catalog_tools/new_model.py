@@ -83,10 +83,10 @@ def _fit_hint(entry: catalog.Entry, row: dict) -> None:
     accel = tables.accelerator(entry.provider, entry.accelerator["accelerator"])
     devices = entry.accelerator.get("count") or tables.topology_chips(entry.accelerator["topology"])
     weights = row["parametersB"] * tables.DTYPE_BYTES[row["dtype"]]
-    memory = devices * accel["memoryGiB"]
+    memory = devices * accel["memoryGiB"] * entry.group
     if weights > 0.8 * memory:
         print(f"note: {entry.path}: ~{weights:.0f} GB of weights on {memory} GiB of {accel['device']} memory "
-              f"per pod: choose a larger accelerator Component", file=sys.stderr)
+              f"per replica: choose a larger accelerator Component", file=sys.stderr)
 
 
 def main(argv: list[str]) -> int:

@@ -6,7 +6,8 @@ from .autoscaling.function import FUNCTION as AUTOSCALING
 from .krmfn import Registry
 from .model_source.function import FUNCTION as MODEL_SOURCE
 from .monitoring.function import FUNCTION as MONITORING
+from .spot.function import FUNCTION as SPOT
 
 REGISTRY = Registry(API_VERSION)
-for _fn in (ACCELERATOR, MODEL_SOURCE, MONITORING, AUTOSCALING):
+for _fn in (ACCELERATOR, SPOT, MODEL_SOURCE, MONITORING, AUTOSCALING):
     REGISTRY.register(_fn)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import tables
 from ..krmfn import Context, Function, FunctionError
+from ..spot.function import apply_spot
 from ..workloads import TARGET_SCHEMA, ServerTarget, add_mount, add_toleration, add_volume, set_param, targets
 
 SPEC_SCHEMA = {
@@ -90,9 +91,7 @@ def _inject(target: ServerTarget, spec: dict, provider: dict, accel: dict, per_p
     for toleration in provider["gpuTolerations" if gpu else "tpuTolerations"]:
         add_toleration(tmpl.spec, toleration)
     if spec["spot"]:
-        selector.update(provider["spot"]["nodeSelector"])
-        for toleration in provider["spot"]["tolerations"]:
-            add_toleration(tmpl.spec, toleration)
+        apply_spot(tmpl, provider)
 
     if target.template.role == "worker":
         return _add_shm(tmpl, container, spec)  # workers join the leader's Ray cluster: no server flags
