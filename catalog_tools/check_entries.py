@@ -44,10 +44,13 @@ def container_problems(obj: KubeObject) -> list[str]:
                     if var not in defined:
                         problems.append(f"{where}: $({var}) is never defined: an unrendered placeholder")
             server = tmpl.labels.get(tables.SERVER_LABEL)
-            if server and c.get("name") == tables.server(server)["containerName"]:
-                want = tables.server(server)["image"]
-                if c.get("image") != want:
-                    problems.append(f"{where}: image {c.get('image')} differs from the servers table's {want}")
+            if not server:
+                continue
+            row = tables.server(server)
+            # The server container and its known sidecars run the images the table pins.
+            want = row["image"] if c.get("name") == row["containerName"] else row.get("sidecarImages", {}).get(c.get("name"))
+            if want and c.get("image") != want:
+                problems.append(f"{where}: image {c.get('image')} differs from the servers table's {want}")
     return problems
 
 

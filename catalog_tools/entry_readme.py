@@ -3,6 +3,7 @@ so that they never disagree with the manifests."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import jinja2
@@ -48,11 +49,17 @@ def facts(entry: Entry, root: Path = ROOT) -> dict:
         node_pool.append(f"  --accelerator=type={accel_row['name']},count={count},gpu-driver-version=latest")
     else:
         node_pool.append(f"  --tpu-topology={accel_spec['topology']}")
+    verify = server_row["verify"]
+    body = dict(verify["body"], **({"model": model_row["hfId"]} if verify.get("model") else {}))
+    context = _env(container, "MAX_MODEL_LEN") or next(
+        (str(a).split("=", 1)[1] for a in container.get("args") or [] if str(a).startswith("max_target_length=")), "")
     scrape = next((f"{o.kind} `{o.name}` (`{server_row['metrics']['path']}` on port `{server_row['metrics']['port']}`)"
                    for o in objs if o.kind in ("PodMonitoring", "PodMonitor", "ServiceMonitor")), "none")
     return {
         "entry": entry, "server": server_row, "model": model_row, "provider": provider, "kind": workload.kind,
-        "workload": workload.name, "group": group, "context": _env(container, "MAX_MODEL_LEN"),
+        "workload": workload.name, "group": group, "context": context,
+        "verify_path": verify["path"], "verify_body": json.dumps(body),
+        "converted": job.name.endswith("-convert"), "kaggle": (model_row.get("maxtext") or {}).get("kaggle"),
         "accelerator": entry.accelerator_text(), "machine": machine, "node_pool": node_pool,
         "parallelism": ", ".join(p for p in (f"tensor {tp}" if tp else "", f"pipeline {pp}" if pp else "") if p) or "none",
         "cpu": container["resources"]["requests"]["cpu"], "memory": container["resources"]["requests"]["memory"],

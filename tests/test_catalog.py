@@ -21,12 +21,14 @@ def validator(crd_dir):
     return Validator(crd_dir)
 
 
-def test_catalog_has_the_predecessors_vllm_entries():
+def test_catalog_has_every_predecessor_entry():
     paths = {str(e.path) for e in ENTRIES}
     for model in ("gemma-2b", "llama3-8b", "llama3-70b"):
         assert f"serving-catalog/core/deployment/vllm/{model}/gke" in paths
     for model in ("llama3.1-405b-it", "deepseek-r1"):
         assert f"serving-catalog/core/lws/vllm/{model}/gke" in paths
+    for model in ("gemma-7b-it", "llama3-8b"):
+        assert f"serving-catalog/core/deployment/jetstream/{model}/gke" in paths
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[str(e.path) for e in ENTRIES])
@@ -96,7 +98,7 @@ def test_new_model_script_makes_a_working_entry(docker_image, validator, tmp_pat
     (tmp_path / "catalog.md").write_text((ROOT / "catalog.md").read_text())
     created = new_model(Path("serving-catalog/core/deployment/vllm"), "gemma-2b", "gemma-7b-it", tmp_path)
     assert created == [tmp_path / "serving-catalog/core/deployment/vllm/gemma-7b-it/gke"]
-    entry = next(e for e in entries_at(tmp_path) if e.model == "gemma-7b-it")
+    entry = next(e for e in entries_at(tmp_path) if tmp_path / e.path == created[0])
     docs = render(tmp_path / entry.path)
     assert validator.validate_all(docs) == []
     names = {(d["kind"], d["metadata"]["name"]) for d in docs}

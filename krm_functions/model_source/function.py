@@ -14,6 +14,7 @@ from typing import Optional
 
 from .. import tables
 from ..krmfn import Context, Function, FunctionError, KubeObject, PodTemplate
+from . import maxtext
 from ..workloads import TARGET_SCHEMA, ServerTarget, add_mount, add_volume, get_env, set_env, targets
 
 PREREQUISITE_LABEL = "prerequisite"
@@ -202,7 +203,8 @@ def _plan(target: ServerTarget, spec: dict, source: Optional[Source], row: Optio
     name = spec.get("model") or target.model_name
     if row is None and name:
         # The pods' label is read only when the table is needed: for the uri or the volume size.
-        needs_row = source is None or (source.scheme == "hf" and "size" not in (spec.get("storage") or {}))
+        needs_row = source is None or (source.scheme == "hf" and (
+            "size" not in (spec.get("storage") or {}) or "checkpoint" in target.server))
         row = tables.model(name, obj, label_path) if needs_row else None
     if source is None:
         if not name:
@@ -228,6 +230,13 @@ def _mount_source(plan: Plan, spec: dict) -> str:
     if source.scheme == "hf":
         volume = {"persistentVolumeClaim": {"claimName": _claim_name(plan), "readOnly": True}}
         local_path = f"{mount}/{source.repo}"
+        checkpoint = plan.targets[0].server.get("checkpoint")
+        if checkpoint:  # the server loads a converted checkpoint, with its model config and tokenizer
+            settings = maxtext.model_settings(plan.model_row, plan.model_name, plan.targets[0].server_name)
+            local_path = maxtext.checkpoint_path(local_path)
+            for target in plan.targets:
+                set_env(target.container, checkpoint["modelNameEnv"], settings["model"])
+                set_env(target.container, checkpoint["tokenizerEnv"], settings["tokenizer"])
     elif source.scheme == "gs":
         options = "implicit-dirs" + (f",only-dir={source.path}" if source.path else "")
         volume = {"csi": {"driver": GCSFUSE_DRIVER, "readOnly": True,
@@ -311,7 +320,7 @@ def _generate(ctx: Context, plan: Plan, spec: dict) -> tuple[str, str]:
         if plan.model_row is None:
             raise FunctionError.at(None, "spec.storage.size", f"no model row to size the volume for {source.uri}: "
                                    f"set spec.storage.size or spec.model")
-        size = f"{tables.weights_gib(plan.model_row)}Gi"
+        size = f"{tables.weights_gib(plan.model_row) * (maxtext.DISK_FACTOR if 'checkpoint' in target.server else 1)}Gi"
     claim, mode = _claim_name(plan), storage.get("accessMode", "ReadWriteMany")
     _check_access_mode(ctx, obj, mode)
     claim_spec: dict = {"accessModes": [mode],
@@ -323,13 +332,22 @@ def _generate(ctx: Context, plan: Plan, spec: dict) -> tuple[str, str]:
              "spec": claim_spec})
 
     secret = spec.get("hfTokenSecret") or {}
-    command = ["hf", "download", source.repo, "--local-dir", f"{JOB_MOUNT}/{source.repo}", "--exclude", "original/*"]
-    if spec.get("revision"):
-        command += ["--revision", spec["revision"]]
-    job = f"{obj.name}-download"
+    hf_token = {"name": secret.get("name", "hf-token"), "key": secret.get("key", "token")}
+    checkpoint = target.server.get("checkpoint")
+    extra_volumes: list[dict] = []
+    if checkpoint:
+        settings = maxtext.model_settings(plan.model_row, plan.model_name, target.server_name)
+        container, extra_volumes = maxtext.container(checkpoint, settings, plan.model_row,
+                                                     f"{JOB_MOUNT}/{source.repo}", source.repo,
+                                                     spec.get("revision"), hf_token, JOB_MOUNT)
+        job = f"{obj.name}-convert"
+    else:
+        container = _download_container(target, source, spec.get("revision"), hf_token)
+        job = f"{obj.name}-download"
     ctx.add({
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": _metadata(obj, job, _labels(plan, "model-download", server_label=False)),
+        "metadata": _metadata(obj, job, _labels(plan, "model-convert" if checkpoint else "model-download",
+                                                server_label=False)),
         "spec": {
             "backoffLimit": 4,
             "template": {
@@ -338,26 +356,30 @@ def _generate(ctx: Context, plan: Plan, spec: dict) -> tuple[str, str]:
                 "metadata": {"labels": {PREREQUISITE_LABEL: PREREQUISITE}},
                 "spec": {
                     "restartPolicy": "OnFailure",
-                    "containers": [{
-                        "name": "download",
-                        # The server image ships huggingface_hub's `hf`; pulling it now warms the node.
-                        "image": target.server["image"],
-                        "command": command,
-                        "env": [
-                            {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
-                                "name": secret.get("name", "hf-token"), "key": secret.get("key", "token")}}},
-                            {"name": "HF_HOME", "value": "/tmp/hf-home"},
-                        ],
-                        "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}},
-                        "securityContext": {"allowPrivilegeEscalation": False},
-                        "volumeMounts": [{"name": VOLUME, "mountPath": JOB_MOUNT}],
-                    }],
-                    "volumes": [{"name": VOLUME, "persistentVolumeClaim": {"claimName": claim}}],
+                    "containers": [container],
+                    "volumes": [{"name": VOLUME, "persistentVolumeClaim": {"claimName": claim}}, *extra_volumes],
                 },
             },
         },
     })
     return claim, job
+
+
+def _download_container(target: ServerTarget, source: Source, revision: Optional[str], hf_token: dict) -> dict:
+    command = ["hf", "download", source.repo, "--local-dir", f"{JOB_MOUNT}/{source.repo}", "--exclude", "original/*"]
+    if revision:
+        command += ["--revision", revision]
+    return {
+        "name": "download",
+        # The server image ships huggingface_hub's `hf`; pulling it now warms the node.
+        "image": target.server["image"],
+        "command": command,
+        "env": [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": hf_token}},
+                {"name": "HF_HOME", "value": "/tmp/hf-home"}],
+        "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}},
+        "securityContext": {"allowPrivilegeEscalation": False},
+        "volumeMounts": [{"name": VOLUME, "mountPath": JOB_MOUNT}],
+    }
 
 
 FUNCTION = Function(
