@@ -7,14 +7,16 @@ them through this module. Lookups raise FunctionError naming what is known.
 from __future__ import annotations
 
 import math
+import os
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Optional
 
 from .krmfn import yamlio
 from .krmfn.results import FunctionError
 
-DATA_DIR = Path(__file__).parent / "data"
+# os.path, not pathlib: every function call starts a fresh interpreter, and pathlib
+# costs ~10 ms to import.
+DATA_DIR = os.path.join(os.path.dirname(__file__), "data")
 
 # Labels every catalog workload's pods carry; functions use them to find the row.
 SERVER_LABEL = "serving-catalog.dev/server"
@@ -23,7 +25,7 @@ MODEL_LABEL = "serving-catalog.dev/model"
 
 @lru_cache(maxsize=None)
 def table(name: str) -> Any:
-    with open(DATA_DIR / f"{name}.yaml", "rb") as handle:
+    with open(os.path.join(DATA_DIR, f"{name}.yaml"), "rb") as handle:
         return yamlio.load(handle.read())
 
 
