@@ -88,5 +88,21 @@ def markdown(root: Path = ROOT) -> str:
         server = tables.table("servers").get(e.server, {}).get("title", e.server)
         readme = f"[{e.path}]({e.path}/README.md)"
         lines.append(f"| {e.kind} | {server} | {e.model} | {e.provider} | {e.accelerator_text()} | {readme} |")
-    lines += ["", f"{len(rows)} entries.", ""]
+    lines += ["", f"{len(rows)} entries.", ""] + matrix(rows)
     return "\n".join(lines)
+
+
+def matrix(rows: list[Entry]) -> list[str]:
+    """Model x server, each cell the providers and accelerators that exist."""
+    servers = sorted({e.server for e in rows})
+    titles = [tables.table("servers").get(s, {}).get("title", s) for s in servers]
+    lines = ["## What exists, at a glance", "",
+             "| Model | " + " | ".join(titles) + " |", "| --- |" + " --- |" * len(servers)]
+    for model in sorted({e.model for e in rows}):
+        cells = []
+        for server in servers:
+            found = [e for e in rows if e.model == model and e.server == server]
+            cells.append("<br>".join(f"[{e.provider}: {e.accelerator_text()}{' (LWS)' if e.crd == 'lws' else ''}]"
+                                     f"({e.path})" for e in found))
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return lines + [""]

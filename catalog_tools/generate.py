@@ -63,15 +63,16 @@ def components() -> dict[str, str]:
         files.update(component(f"components/monitoring/{stack}", "Monitoring", stack, {"stack": stack},
                                f"scrape the server's metrics with {stack}"))
     for provider_name, provider in tables.table("accelerators")["providers"].items():
-        files.update(component(f"components/accelerators/{provider_name}/spot", "Spot", f"{provider_name}-spot",
-                               {"provider": provider_name},
-                               f"run on {provider['title']} spot capacity: "
-                               + ", ".join(f"{k}={v}" for k, v in provider["spot"]["nodeSelector"].items())))
-        storage = {"storageClassName": provider["readWriteManyStorageClass"]}
+        if "spot" in provider:
+            files.update(component(f"components/accelerators/{provider_name}/spot", "Spot", f"{provider_name}-spot",
+                                   {"provider": provider_name},
+                                   f"run on {provider['title']} spot capacity: "
+                                   + ", ".join(f"{k}={v}" for k, v in provider["spot"]["nodeSelector"].items())))
+        storage_class = provider.get("readWriteManyStorageClass")
         files.update(component(f"components/model-load/hf/{provider_name}", "ModelSource", f"hf-{provider_name}",
-                               {"storage": storage},
-                               "download the pods' model (models table) from Hugging Face into a "
-                               f"ReadWriteMany volume ({storage['storageClassName']}) with a Job"))
+                               {"storage": {"storageClassName": storage_class}} if storage_class else {},
+                               "download the pods' model (models table) from Hugging Face into a ReadWriteMany "
+                               f"volume ({storage_class or 'the cluster default storage class'}) with a Job"))
     return files
 
 

@@ -88,10 +88,12 @@ def _inject(target: ServerTarget, spec: dict, provider: dict, accel: dict, per_p
     selector.update(accel["nodeSelector"])
     if not gpu:
         selector[provider["tpuTopologyLabel"]] = spec["topology"]
+    elif provider.get("machineTypeLabel"):  # EKS, AKS: the instance type carries the device count
+        selector[provider["machineTypeLabel"]] = accel["machines"][per_pod]
     for toleration in provider["gpuTolerations" if gpu else "tpuTolerations"]:
         add_toleration(tmpl.spec, toleration)
     if spec["spot"]:
-        apply_spot(tmpl, provider)
+        apply_spot(tmpl, provider, spec["provider"])
 
     if target.template.role == "worker":
         return _add_shm(tmpl, container, spec)  # workers join the leader's Ray cluster: no server flags

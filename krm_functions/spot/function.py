@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import tables
-from ..krmfn import Context, Function, PodTemplate
+from ..krmfn import Context, Function, FunctionError, PodTemplate
 from ..workloads import TARGET_SCHEMA, add_toleration, targets
 
 SPEC_SCHEMA = {
@@ -17,17 +17,19 @@ SPEC_SCHEMA = {
 }
 
 
-def apply_spot(tmpl: PodTemplate, provider: dict) -> None:
+def apply_spot(tmpl: PodTemplate, provider: dict, name: str) -> None:
     """The provider's spot node selector and tolerations (accelerators table, `spot`)."""
+    if "spot" not in provider:
+        raise FunctionError.at(None, "spec.provider", f"provider {name} has no spot capacity in the accelerators table")
     tmpl.map_field("nodeSelector").update(provider["spot"]["nodeSelector"])
-    for toleration in provider["spot"]["tolerations"]:
+    for toleration in provider["spot"].get("tolerations", []):
         add_toleration(tmpl.spec, toleration)
 
 
 def transform(ctx: Context, spec: dict) -> None:
     provider = tables.provider(spec["provider"])
     for target in targets(ctx, spec):
-        apply_spot(target.template, provider)
+        apply_spot(target.template, provider, spec["provider"])
 
 
 FUNCTION = Function(
