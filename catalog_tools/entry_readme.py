@@ -42,7 +42,8 @@ def facts(entry: Entry, root: Path = ROOT) -> dict:
     pvc, job, service = by_kind["PersistentVolumeClaim"], by_kind["Job"], by_kind["Service"]
     hpa = by_kind.get("HorizontalPodAutoscaler")
     metric = hpa.get("spec", "metrics", 0, "pods", "metric", "name")
-    tp, pp = _arg(container, "--tensor-parallel-size"), _arg(container, "--pipeline-parallel-size")
+    flags = {kind: setting["arg"] for kind, setting in (server_row.get("parallelism") or {}).items() if "arg" in setting}
+    tp, pp = (_arg(container, flags[k]) if k in flags else "" for k in ("tensor", "pipeline"))
     node_pool = [f"gcloud container node-pools create {accel_row['name']}-pool --cluster=CLUSTER \\",
                  f"  --machine-type={machine} --num-nodes={group} \\"]
     if count:

@@ -366,14 +366,17 @@ def _generate(ctx: Context, plan: Plan, spec: dict) -> tuple[str, str]:
 
 
 def _download_container(target: ServerTarget, source: Source, revision: Optional[str], hf_token: dict) -> dict:
-    command = ["hf", "download", source.repo, "--local-dir", f"{JOB_MOUNT}/{source.repo}", "--exclude", "original/*"]
+    args = [source.repo, "--local-dir", f"{JOB_MOUNT}/{source.repo}", "--exclude", "original/*"]
     if revision:
-        command += ["--revision", revision]
+        args += ["--revision", revision]
     return {
         "name": "download",
-        # The server image ships huggingface_hub's `hf`; pulling it now warms the node.
+        # The server image ships huggingface_hub; pulling it now warms the node. Its CLI is
+        # `hf` from huggingface_hub 0.34 on, `huggingface-cli` before (same arguments).
         "image": target.server["image"],
-        "command": command,
+        "command": ["sh", "-c", 'if command -v hf >/dev/null; then exec hf download "$@"; '
+                                'else exec huggingface-cli download "$@"; fi', "download"],
+        "args": args,
         "env": [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": hf_token}},
                 {"name": "HF_HOME", "value": "/tmp/hf-home"}],
         "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}},
