@@ -44,12 +44,10 @@ def facts(entry: Entry, root: Path = ROOT) -> dict:
     metric = hpa.get("spec", "metrics", 0, "pods", "metric", "name")
     flags = {kind: setting["arg"] for kind, setting in (server_row.get("parallelism") or {}).items() if "arg" in setting}
     tp, pp = (_arg(container, flags[k]) if k in flags else "" for k in ("tensor", "pipeline"))
-    node_pool = [f"gcloud container node-pools create {accel_row['name']}-pool --cluster=CLUSTER \\",
-                 f"  --machine-type={machine} --num-nodes={group} \\"]
-    if count:
-        node_pool.append(f"  --accelerator=type={accel_row['name']},count={count},gpu-driver-version=latest")
-    else:
-        node_pool.append(f"  --tpu-topology={accel_spec['topology']}")
+    # The provider's node-pool command (accelerators table), wrapped for reading.
+    template = (provider.get("nodePool") or {}).get(accel_row["type"])
+    node_pool = template.format(accelerator=accel_row["name"], machine=machine, nodes=group, count=count,
+                                topology=accel_spec.get("topology")) if template else ""
     verify = server_row["verify"]
     body = dict(verify["body"], **({"model": model_row["hfId"]} if verify.get("model") else {}))
     context = _env(container, "MAX_MODEL_LEN") or next(
@@ -68,6 +66,7 @@ def facts(entry: Entry, root: Path = ROOT) -> dict:
                 "access": ", ".join(pvc.get("spec", "accessModes", default=[])),
                 "class": pvc.get("spec", "storageClassName", default="")},
         "job": job.name, "service": service.name, "port": service.get("spec", "ports", 0, "port"),
+        "gmp": str(metric).startswith("prometheus.googleapis.com|"),
         "hpa": {"kind": hpa.kind, "name": hpa.name, "min": hpa.get("spec", "minReplicas"),
                 "max": hpa.get("spec", "maxReplicas"), "metric": metric,
                 "target": hpa.get("spec", "metrics", 0, "pods", "target", "averageValue")},

@@ -55,10 +55,14 @@ def components() -> dict[str, str]:
                     f"{row['hosts']} host(s) of {row['machineType']}"))
     for server_name, server in tables.table("servers").items():
         for intent in server.get("intents", {}):
+            metric = server["intents"][intent]["metric"]
             files.update(component(
                 f"components/autoscaling/{server_name}/{intent}", "Autoscaling", f"{server_name}-{intent}",
-                {"intent": intent},
-                f"HPA on {server['intents'][intent]['metric']} via GKE Managed Prometheus, plus its PodMonitoring"))
+                {"intent": intent}, f"HPA on {metric} via GKE Managed Prometheus, plus its PodMonitoring"))
+            files.update(component(
+                f"components/autoscaling/{server_name}/{intent}-prometheus-adapter", "Autoscaling",
+                f"{server_name}-{intent}-prometheus-adapter", {"intent": intent, "adapter": "prometheus-adapter"},
+                f"HPA on {metric} via prometheus-adapter, plus its PodMonitor (Prometheus Operator)"))
     for stack in ("gke-managed-prometheus", "prometheus-operator"):
         files.update(component(f"components/monitoring/{stack}", "Monitoring", stack, {"stack": stack},
                                f"scrape the server's metrics with {stack}"))

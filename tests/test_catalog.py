@@ -31,6 +31,20 @@ def test_catalog_has_every_predecessor_entry():
         assert f"serving-catalog/core/deployment/jetstream/{model}/gke" in paths
 
 
+def test_eks_and_aks_entries_for_vllm_and_sglang_of_two_models():
+    for provider in ("eks", "aks"):
+        for server in ("vllm", "sglang"):
+            models = {e.model for e in ENTRIES if e.provider == provider and e.server == server}
+            assert len(models) >= 2, f"{server} on {provider}: {sorted(models)}"
+
+
+def test_every_model_is_served_by_at_least_two_servers_where_it_has_entries_beyond_the_predecessors():
+    for model in ("mistral-7b-instruct", "mixtral-8x7b-instruct", "gemma-3-27b-it", "qwen3-32b",
+                  "llama3.1-8b-instruct"):
+        servers = {e.server for e in ENTRIES if e.model == model}
+        assert len(servers) >= 2, f"{model}: {sorted(servers)}"
+
+
 @pytest.mark.parametrize("entry", ENTRIES, ids=[str(e.path) for e in ENTRIES])
 def test_entry_renders_and_validates(entry, docker_image, validator):
     assert check(entry, validator) == []
@@ -40,19 +54,24 @@ def test_entry_renders_and_validates(entry, docker_image, validator):
 @pytest.mark.parametrize("entry", ENTRIES, ids=[str(e.path) for e in ENTRIES])
 def test_entry_is_complete(entry, docker_image):
     kinds = {d["kind"] for d in render(ROOT / entry.path)}
-    assert {"Service", "HorizontalPodAutoscaler", "PodMonitoring"} <= kinds
+    assert {"Service", "HorizontalPodAutoscaler"} <= kinds
+    assert kinds & {"PodMonitoring", "PodMonitor", "ServiceMonitor"}, "no scrape object for the HPA's metric"
     assert {"PersistentVolumeClaim", "Job"} <= kinds  # model-load prerequisites
 
 
 def test_entries_do_not_select_each_others_pods(docker_image):
+    # Entries one cluster could hold together: the same provider. (The same server
+    # and model on two providers is one application, with the same object names.)
     selectors = {}
     for entry in ENTRIES:
         for doc in render(ROOT / entry.path):
             if doc["kind"] == "Service":
-                selectors[str(entry.path)] = doc["spec"]["selector"]
+                selectors[(entry.provider, str(entry.path))] = doc["spec"]["selector"]
     items = list(selectors.items())
-    for i, (a, sel_a) in enumerate(items):
-        for b, sel_b in items[i + 1:]:
+    for i, ((provider_a, a), sel_a) in enumerate(items):
+        for (provider_b, b), sel_b in items[i + 1:]:
+            if provider_a != provider_b:
+                continue
             # Two selectors overlap only if neither has a key the other contradicts.
             assert any(k in sel_b and sel_b[k] != v for k, v in sel_a.items()), f"{a} and {b} select the same pods"
 
