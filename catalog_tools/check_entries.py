@@ -32,13 +32,16 @@ def image_problems(image: str) -> list[str]:
     return []
 
 
-def container_problems(obj: KubeObject) -> list[str]:
+def container_problems(obj: KubeObject, merged_env: frozenset = frozenset()) -> list[str]:
+    """merged_env: env var names another object adds to these containers (KServe merges
+    an InferenceService's model env into its runtime's container)."""
     problems = []
     for tmpl in obj.pod_templates():
         for c in (tmpl.spec.get("initContainers") or []) + tmpl.containers():
-            where = f"{obj.kind}/{obj.name} {tmpl.path} container {c.get('name')}"
-            problems += [f"{where}: {p}" for p in image_problems(str(c.get("image", "")))]
-            defined = {e.get("name") for e in c.get("env") or []} | INJECTED_ENV
+            where = f"{obj.kind}/{obj.name} {tmpl.path} container {c.get('name', 'kserve-container')}"
+            if c is not tmpl.model:  # a KServe model takes its image from the runtime
+                problems += [f"{where}: {p}" for p in image_problems(str(c.get("image", "")))]
+            defined = {e.get("name") for e in c.get("env") or []} | INJECTED_ENV | merged_env
             for text in (c.get("command") or []) + (c.get("args") or []):
                 for var in VAR_REF.findall(str(text)):
                     if var not in defined:
@@ -61,8 +64,16 @@ def check(entry: Entry, validator: Validator) -> list[str]:
     except RenderError as err:
         return [f"{entry.path}: {line}" for line in err.stderr.strip().splitlines()]
     problems = [f"{entry.path}: {p}" for p in validator.validate_all(docs)]
-    for doc in docs:
-        problems += [f"{entry.path}: {p}" for p in container_problems(KubeObject(doc))]
+    objs = [KubeObject(doc) for doc in docs]
+    model_env: dict[str, frozenset] = {}  # runtime name -> env its InferenceServices' models add
+    for obj in objs:
+        if obj.kind == "InferenceService":
+            runtime = obj.get("spec", "predictor", "model", "runtime")
+            names = {e.get("name") for e in obj.get("spec", "predictor", "model", "env", default=[]) or []}
+            model_env[runtime] = model_env.get(runtime, frozenset()) | names
+    for obj in objs:
+        merged = model_env.get(obj.name, frozenset()) if obj.kind in ("ServingRuntime", "ClusterServingRuntime") else frozenset()
+        problems += [f"{entry.path}: {p}" for p in container_problems(obj, merged)]
     if not any(tables.SERVER_LABEL in str(doc) for doc in docs):
         problems.append(f"{entry.path}: no server workload rendered")
     return problems

@@ -74,5 +74,40 @@ def facts(entry: Entry, root: Path = ROOT) -> dict:
     }
 
 
+def kserve_facts(entry: Entry, root: Path = ROOT) -> dict:
+    objs = [KubeObject(d) for d in render(root / entry.path)]
+    by_kind = {o.kind: o for o in objs}
+    isvc, runtime = by_kind["InferenceService"], by_kind["ServingRuntime"]
+    server_row, model_row = tables.server(entry.server), tables.model(entry.model)
+    provider = tables.provider(entry.provider)
+    model = isvc.get("spec", "predictor", "model")
+    accel_row = tables.accelerator(entry.provider, entry.accelerator["accelerator"])
+    machine = accel_row["machines"][entry.accelerator["count"]]
+    template = (provider.get("nodePool") or {}).get(accel_row["type"])
+    node_pool = template.format(accelerator=accel_row["name"], machine=machine, nodes=1,
+                                count=entry.accelerator["count"], topology=None) if template else ""
+    flags = {kind: setting["arg"] for kind, setting in (server_row.get("parallelism") or {}).items() if "arg" in setting}
+    tp = _arg(model, flags["tensor"]) if "tensor" in flags else ""
+    external = isvc.get("spec", "predictor", "autoScaling", "metrics", 0, "external")
+    verify = server_row["verify"]
+    body = dict(verify["body"], **({"model": isvc.name} if verify.get("model") else {}))
+    scrape = next((f"{o.kind} `{o.name}` (`{server_row['metrics']['path']}` on port `{server_row['metrics']['port']}`)"
+                   for o in objs if o.kind in ("PodMonitoring", "PodMonitor", "ServiceMonitor")), "none")
+    return {
+        "entry": entry, "server": server_row, "model": model_row, "provider": provider, "isvc": isvc.name,
+        "runtime": runtime.name, "storage_uri": model["storageUri"], "context": _env(model, "MAX_MODEL_LEN"),
+        "accelerator": entry.accelerator_text(), "machine": machine, "node_pool": node_pool,
+        "parallelism": f"tensor {tp}" if tp else "none",
+        "cpu": model["resources"]["requests"]["cpu"], "memory": model["resources"]["requests"]["memory"],
+        "min": isvc.get("spec", "predictor", "minReplicas"), "max": isvc.get("spec", "predictor", "maxReplicas"),
+        "query": external["metric"]["query"], "server_address": external["metric"]["serverAddress"],
+        "target": external["target"]["averageValue"], "scrape": scrape,
+        "service_account": isvc.get("spec", "predictor", "serviceAccountName"),
+        "verify_path": verify["path"], "verify_body": json.dumps(body),
+    }
+
+
 def readme(entry: Entry, root: Path = ROOT) -> str:
+    if entry.crd == "inferenceservice":
+        return TEMPLATES.get_template("kserve-entry-README.md.j2").render(**kserve_facts(entry, root))
     return TEMPLATES.get_template("entry-README.md.j2").render(**facts(entry, root))

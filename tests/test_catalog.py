@@ -38,6 +38,11 @@ def test_eks_and_aks_entries_for_vllm_and_sglang_of_two_models():
             assert len(models) >= 2, f"{server} on {provider}: {sorted(models)}"
 
 
+def test_kserve_entries_for_two_models():
+    models = {e.model for e in ENTRIES if e.platform == "kserve" and e.crd == "inferenceservice"}
+    assert len(models) >= 2, sorted(models)
+
+
 def test_every_model_is_served_by_at_least_two_servers_where_it_has_entries_beyond_the_predecessors():
     for model in ("mistral-7b-instruct", "mixtral-8x7b-instruct", "gemma-3-27b-it", "qwen3-32b",
                   "llama3.1-8b-instruct"):
@@ -54,6 +59,9 @@ def test_entry_renders_and_validates(entry, docker_image, validator):
 @pytest.mark.parametrize("entry", ENTRIES, ids=[str(e.path) for e in ENTRIES])
 def test_entry_is_complete(entry, docker_image):
     kinds = {d["kind"] for d in render(ROOT / entry.path)}
+    if entry.crd == "inferenceservice":  # KServe makes the Service, the scaler and the download
+        assert {"InferenceService", "ServingRuntime", "PodMonitor"} <= kinds
+        return
     assert {"Service", "HorizontalPodAutoscaler"} <= kinds
     assert kinds & {"PodMonitoring", "PodMonitor", "ServiceMonitor"}, "no scrape object for the HPA's metric"
     assert {"PersistentVolumeClaim", "Job"} <= kinds  # model-load prerequisites
@@ -140,3 +148,15 @@ def test_model_names_are_rewritten_whole():
     rewrite = _rewriter("llama3.1-405b-it", "llama3.3-70b-it")
     text = "nameSuffix: -llama3-1-405b-it\nmodel: llama3.1-405b-it\nother: llama3.1-405b-it-fp8\n"
     assert rewrite(text) == "nameSuffix: -llama3-3-70b-it\nmodel: llama3.3-70b-it\nother: llama3.1-405b-it-fp8\n"
+
+
+def test_runtime_placeholders_count_env_merged_from_the_inferenceservice():
+    from catalog_tools.check_entries import container_problems
+    from krm_functions.krmfn import KubeObject
+
+    runtime = KubeObject({"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ServingRuntime",
+                          "metadata": {"name": "vllm"},
+                          "spec": {"containers": [{"name": "kserve-container", "image": "vllm/vllm-openai:v0.31.0",
+                                                   "args": ["--max-model-len=$(MAX_MODEL_LEN)"]}]}})
+    assert container_problems(runtime, frozenset({"MAX_MODEL_LEN"})) == []
+    assert any("$(MAX_MODEL_LEN) is never defined" in p for p in container_problems(runtime))

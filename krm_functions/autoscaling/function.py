@@ -106,14 +106,18 @@ SPEC_SCHEMA = {
 
 EXAMPLE = {"intent": "queue-depth", "minReplicas": 1, "maxReplicas": 8}
 
-KSERVE_MESSAGE = ("use KServe's autoscaling (serving.kserve.io/autoscalerClass annotations) for an "
-                  "InferenceService; this function scales Deployments, StatefulSets and LeaderWorkerSets")
+KSERVE_MESSAGE = ("a ServingRuntime is not scaled itself: configure autoscaling on the InferenceService "
+                  "that uses it")
+KSERVE_AUTOSCALER = "serving.kserve.io/autoscalerClass"
 
 
 def transform(ctx: Context, spec: dict) -> None:
     _check_config(spec)
     for st in scrape_targets(ctx, spec, KSERVE_MESSAGE):
         obj = st.obj
+        if obj.kind == "InferenceService":
+            _kserve(ctx, spec, st, *_metric(spec, st))
+            continue
         if (obj.group, obj.kind) not in SCALABLE:
             raise FunctionError.at(obj, "kind", f"a {obj.kind} cannot be autoscaled: expected a Deployment, "
                                    "StatefulSet or LeaderWorkerSet")
@@ -284,6 +288,29 @@ def _scaled_object(ctx: Context, spec: dict, st: ScrapeTarget, metric: str, targ
             "advanced": {"horizontalPodAutoscalerConfig": {"behavior": behavior(spec)}},
         },
     }
+
+
+def _kserve(ctx: Context, spec: dict, st: ScrapeTarget, metric: str, metric_type: str, target: str) -> None:
+    """KServe scales its predictor itself: with autoscalerClass keda it creates the
+    ScaledObject from the predictor's autoScaling metrics (RawDeployment mode)."""
+    obj = st.obj
+    if spec["adapter"] != KEDA:
+        raise FunctionError.at(None, "spec.adapter", f"InferenceService/{obj.name} scales through KServe's KEDA "
+                               "integration: set spec.adapter: keda and spec.keda.serverAddress")
+    if spec["monitoring"]:
+        ctx.add(scrape_object(ctx, st, SCRAPE_KIND[KEDA]))
+    obj.set_annotation(KSERVE_AUTOSCALER, "keda")
+    predictor = obj.setdefault_map("spec", "predictor")
+    predictor["minReplicas"], predictor["maxReplicas"] = spec["minReplicas"], spec["maxReplicas"]
+    predictor["autoScaling"] = {
+        "metrics": [{"type": "External", "external": {
+            "metric": {"backend": "prometheus", "serverAddress": spec["keda"]["serverAddress"],
+                       "query": spec["keda"].get("query") or keda_query(ctx, metric, st)},
+            # AverageValue: the query's total divided by the replicas, as for the HPA.
+            "target": {"type": "AverageValue", "averageValue": target}}}],
+        "behavior": behavior(spec),
+    }
+    ctx.info(f"InferenceService/{obj.name} scales through KEDA on {metric} (target {target} per pod)")
 
 
 FUNCTION = Function(

@@ -187,6 +187,9 @@ def transform(ctx: Context, spec: dict) -> None:
 
     for plan in plans.values():
         obj = plan.targets[0].obj
+        if obj.kind == "InferenceService":
+            _kserve_storage(ctx, plan, spec)
+            continue
         local_path = _mount_source(plan, spec)
         if plan.source.scheme == "hf":
             claim, job = _generate(ctx, plan, spec)
@@ -268,6 +271,32 @@ def _mount_source(plan: Plan, spec: dict) -> str:
         if context_env and plan.model_row and get_env(target.container, context_env) is None:
             set_env(target.container, context_env, str(plan.model_row["maxModelLen"]))
     return local_path
+
+
+def _kserve_storage(ctx: Context, plan: Plan, spec: dict) -> None:
+    """KServe downloads storageUri into /mnt/models itself (its storage initializer);
+    for hf:// it reads HF_TOKEN from the Secrets of the predictor's ServiceAccount."""
+    target, source = plan.targets[0], plan.source
+    obj, model = target.obj, target.obj.get("spec", "predictor", "model")
+    if not isinstance(model, dict):
+        raise FunctionError.at(obj, "spec.predictor.model", "KServe loads storageUri into the predictor's model; "
+                               "this InferenceService has no spec.predictor.model")
+    if "storage" in spec:
+        raise FunctionError.at(None, "spec.storage", f"InferenceService/{obj.name}: KServe downloads into its own "
+                               "volume; spec.storage applies to workloads that mount a claim")
+    uri = source.uri + (f":{spec['revision']}" if spec.get("revision") else "")
+    model["storageUri"] = uri
+    if source.scheme == "hf":
+        account = f"{obj.name}-model-storage"
+        secret = (spec.get("hfTokenSecret") or {}).get("name", "hf-token")
+        ctx.add({"apiVersion": "v1", "kind": "ServiceAccount",
+                 "metadata": _metadata(obj, account, _labels(plan, "model-storage", server_label=False)),
+                 "secrets": [{"name": secret}]})
+        obj.set(account, "spec", "predictor", "serviceAccountName")
+    context_env = target.server.get("contextLengthEnv")
+    if context_env and plan.model_row and get_env(model, context_env) is None:
+        set_env(model, context_env, str(plan.model_row["maxModelLen"]))
+    ctx.info(f"InferenceService/{obj.name}: KServe loads {uri} into /mnt/models", obj)
 
 
 def _claim_name(plan: Plan) -> str:

@@ -29,6 +29,7 @@ API_VERSIONS = {
 DEFAULT_INTERVAL = "15s"
 
 # Labels the LeaderWorkerSet controller puts on every pod of a group; the leader is worker 0.
+KSERVE_ISVC_LABEL = "serving.kserve.io/inferenceservice"  # on every predictor pod
 LWS_NAME = "leaderworkerset.sigs.k8s.io/name"
 LWS_WORKER_INDEX = "leaderworkerset.sigs.k8s.io/worker-index"
 # Workload labels copied onto generated objects.
@@ -39,8 +40,7 @@ SELECTABLE = {("apps", "Deployment"), ("apps", "StatefulSet"), ("leaderworkerset
 # A Prometheus duration, as prometheus-operator's CRDs spell it (units in order), not empty.
 DURATION_PATTERN = r"^(?=[0-9])(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$"
 
-KSERVE_MESSAGE = ("KServe exposes an InferenceService's metrics via its own annotations "
-                  "(serving.kserve.io/enable-prometheus-scraping); this function does not monitor KServe objects")
+KSERVE_MESSAGE = ("a ServingRuntime is a template, not pods: monitor the InferenceService that uses it")
 
 SPEC_SCHEMA = {
     "type": "object",
@@ -94,6 +94,9 @@ def scrape_targets(ctx: Context, spec: dict, kserve_message: str = KSERVE_MESSAG
     found = []
     for group in by_workload.values():
         obj = group[0].obj
+        if obj.kind == "InferenceService":
+            found.append(_kserve_scrape_target(ctx, group[0]))
+            continue
         if group[0].is_kserve:
             raise FunctionError.at(obj, "kind", kserve_message)
         if (obj.group, obj.kind) not in SELECTABLE:
@@ -131,6 +134,31 @@ def _scrape_target(target: ServerTarget) -> ScrapeTarget:
                                + f", where {target.server_name} serves metrics at {path}; scraping selects the port "
                                f"by name (declared ports: {', '.join(declared) or 'none'})")
     return ScrapeTarget(obj, tmpl, target.server_name, target.server, selector, pod_labels, port, number, path)
+
+
+def _kserve_scrape_target(ctx: Context, target: ServerTarget) -> ScrapeTarget:
+    """An InferenceService's predictor pods carry KServe's label; the metrics port is
+    declared by the ServingRuntime the predictor's model names."""
+    obj, tmpl = target.obj, target.template
+    name = obj.get("spec", "predictor", "model", "runtime")
+    if not name:
+        raise FunctionError.at(obj, "spec.predictor.model.runtime", "not set: name the ServingRuntime whose "
+                               "container ports give the metrics port")
+    runtime = next((o for o in ctx.items if o.kind in ("ServingRuntime", "ClusterServingRuntime")
+                    and o.group == "serving.kserve.io" and o.name == name), None)
+    if runtime is None:
+        raise FunctionError.at(obj, "spec.predictor.model.runtime",
+                               f"ServingRuntime {name!r} is not among the objects: its container ports name the "
+                               f"metrics port (include the runtime in the kustomization)")
+    port, path = target.server["metrics"]["port"], target.server["metrics"]["path"]
+    number = next((p.get("containerPort") for c in runtime.get("spec", "containers", default=[]) or []
+                   for p in c.get("ports") or [] if p.get("name") == port), None)
+    if number is None:
+        raise FunctionError.at(runtime, "spec.containers", f"no container port named {port!r}, where "
+                               f"{target.server_name} serves metrics at {path}")
+    selector = {KSERVE_ISVC_LABEL: obj.name}
+    return ScrapeTarget(obj, tmpl, target.server_name, target.server, {"matchLabels": selector},
+                        {**tmpl.labels, **selector}, port, number, path)
 
 
 def target_label(label: str) -> str:
