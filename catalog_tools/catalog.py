@@ -45,7 +45,14 @@ class Entry:
 
 
 def _accelerator(entry_dir: Path) -> Optional[dict]:
-    """The Accelerator spec of the first accelerator component the entry uses."""
+    """The Accelerator spec of the first accelerator component the entry uses
+    (an llm-d entry's: its ModelService's accelerator, per decode pod)."""
+    modelservice = entry_dir / "modelservice.yaml"
+    if modelservice.exists():
+        spec = yamlio.load(modelservice.read_text())["spec"]
+        decode = spec.get("decode") or spec.get("prefill") or {}
+        accel = decode.get("accelerator") or spec.get("accelerator") or {}
+        return {**accel, "count": (decode.get("parallelism") or {}).get("tensor", 1)}
     kustomization = yamlio.load((entry_dir / "kustomization.yaml").read_text()) or {}
     for ref in kustomization.get("components") or []:
         config = (entry_dir / ref).resolve() / "accelerator.yaml"

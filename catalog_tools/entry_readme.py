@@ -9,7 +9,7 @@ from pathlib import Path
 import jinja2
 
 from krm_functions import tables
-from krm_functions.krmfn import KubeObject
+from krm_functions.krmfn import KubeObject, yamlio
 
 from .catalog import Entry
 from .render import ROOT, render
@@ -107,7 +107,47 @@ def kserve_facts(entry: Entry, root: Path = ROOT) -> dict:
     }
 
 
+def llmd_facts(entry: Entry, root: Path = ROOT) -> dict:
+    objs = [KubeObject(d) for d in render(root / entry.path)]
+    config = KubeObject(yamlio.load((root / entry.path / "modelservice.yaml").read_text()))
+    spec, name = config.get("spec"), config.name
+    provider = tables.provider(spec["accelerator"]["provider"])
+    accel_row = tables.accelerator(spec["accelerator"]["provider"], spec["accelerator"]["accelerator"])
+    hpas = {o.get("spec", "scaleTargetRef", "name"): o for o in objs if o.kind == "HorizontalPodAutoscaler"}
+    roles = []
+    for role in ("prefill", "decode"):
+        if role not in spec:
+            continue
+        deployment = f"{name}-{role}"
+        tensor = (spec[role].get("parallelism") or {}).get("tensor", 1)
+        hpa = hpas.get(deployment)
+        roles.append({"name": role, "deployment": deployment, "replicas": spec[role].get("replicas", 1),
+                      "tensor": tensor, "accelerator": f"{tensor} x {accel_row['device']}",
+                      "hpa": f"{hpa.get('spec', 'minReplicas')}–{hpa.get('spec', 'maxReplicas')} replicas" if hpa else ""})
+    machine = accel_row["machines"][max(r["tensor"] for r in roles)]
+    node_pool = provider["nodePool"]["gpu"].format(accelerator=accel_row["name"], machine=machine,
+                                                  nodes=sum(r["replicas"] for r in roles), count=max(r["tensor"] for r in roles))
+    by_kind = {o.kind: o for o in objs}
+    pvc, job = by_kind["PersistentVolumeClaim"], by_kind["Job"]
+    images = sorted({c.get("image") for o in objs for t in o.pod_templates()
+                     for c in (t.spec.get("initContainers") or []) + t.containers() if c.get("image")})
+    pool = by_kind["InferencePool"]
+    hpa = next(iter(hpas.values()), None)
+    return {
+        "entry": entry, "name": name, "namespace": config.namespace, "provider": provider,
+        "model_name": spec["routing"]["modelName"], "gateway": spec["routing"]["gatewayRefs"][0]["name"],
+        "roles": roles, "machine": machine, "node_pool": node_pool, "images": [f"`{i}`" for i in images],
+        "pvc": {"name": pvc.name, "size": pvc.get("spec", "resources", "requests", "storage"),
+                "class": pvc.get("spec", "storageClassName")},
+        "job": job.name, "pool": pool.name, "port": pool.get("spec", "targetPorts", 0, "number"),
+        "epp": pool.get("spec", "endpointPickerRef", "name"), "route": by_kind["HTTPRoute"].name,
+        "metric": hpa.get("spec", "metrics", 0, "pods", "metric", "name") if hpa else "",
+    }
+
+
 def readme(entry: Entry, root: Path = ROOT) -> str:
+    if entry.crd == "modelservice":
+        return TEMPLATES.get_template("llmd-entry-README.md.j2").render(**llmd_facts(entry, root))
     if entry.crd == "inferenceservice":
         return TEMPLATES.get_template("kserve-entry-README.md.j2").render(**kserve_facts(entry, root))
     return TEMPLATES.get_template("entry-README.md.j2").render(**facts(entry, root))

@@ -4,10 +4,11 @@ from . import API_VERSION
 from .accelerator.function import FUNCTION as ACCELERATOR
 from .autoscaling.function import FUNCTION as AUTOSCALING
 from .krmfn import Registry
+from .model_service.function import FUNCTION as MODEL_SERVICE
 from .model_source.function import FUNCTION as MODEL_SOURCE
 from .monitoring.function import FUNCTION as MONITORING
 from .spot.function import FUNCTION as SPOT
 
 REGISTRY = Registry(API_VERSION)
-for _fn in (ACCELERATOR, SPOT, MODEL_SOURCE, MONITORING, AUTOSCALING):
+for _fn in (ACCELERATOR, SPOT, MODEL_SOURCE, MONITORING, AUTOSCALING, MODEL_SERVICE):
     REGISTRY.register(_fn)

@@ -62,27 +62,32 @@ def test_entry_is_complete(entry, docker_image):
     if entry.crd == "inferenceservice":  # KServe makes the Service, the scaler and the download
         assert {"InferenceService", "ServingRuntime", "PodMonitor"} <= kinds
         return
+    if entry.crd == "modelservice":
+        assert {"InferencePool", "HTTPRoute", "Role", "RoleBinding", "ServiceAccount"} <= kinds
     assert {"Service", "HorizontalPodAutoscaler"} <= kinds
     assert kinds & {"PodMonitoring", "PodMonitor", "ServiceMonitor"}, "no scrape object for the HPA's metric"
     assert {"PersistentVolumeClaim", "Job"} <= kinds  # model-load prerequisites
 
 
 def test_entries_do_not_select_each_others_pods(docker_image):
-    # Entries one cluster could hold together: the same provider. (The same server
-    # and model on two providers is one application, with the same object names.)
-    selectors = {}
-    for entry in ENTRIES:
-        for doc in render(ROOT / entry.path):
-            if doc["kind"] == "Service":
-                selectors[(entry.provider, str(entry.path))] = doc["spec"]["selector"]
-    items = list(selectors.items())
-    for i, ((provider_a, a), sel_a) in enumerate(items):
-        for (provider_b, b), sel_b in items[i + 1:]:
-            if provider_a != provider_b:
-                continue
-            # Two selectors overlap only if neither has a key the other contradicts.
-            assert any(k in sel_b and sel_b[k] != v for k, v in sel_a.items()), f"{a} and {b} select the same pods"
+    """No Service of one entry selects a pod of another: the entries one cluster could
+    hold together (the same provider; the same server and model on two providers is
+    one application, with the same object names)."""
+    from krm_functions.krmfn import KubeObject
 
+    selectors, pods = {}, {}
+    for entry in ENTRIES:
+        objs = [KubeObject(d) for d in render(ROOT / entry.path)]
+        selectors[entry.path] = [o.get("spec", "selector") for o in objs if o.kind == "Service"]
+        pods[entry.path] = [t.labels for o in objs for t in o.pod_templates()]
+    for a in ENTRIES:
+        for b in ENTRIES:
+            if a is b or a.provider != b.provider:
+                continue
+            for selector in selectors[a.path]:
+                for labels in pods[b.path]:
+                    assert not all(labels.get(k) == v for k, v in selector.items()), \
+                        f"a Service of {a.path} selects pods of {b.path}"
 
 def test_misconfigured_overlay_fails_with_the_function_message(docker_image, tmp_path):
     for part in ("serving-catalog", "components"):
@@ -160,3 +165,22 @@ def test_runtime_placeholders_count_env_merged_from_the_inferenceservice():
                                                    "args": ["--max-model-len=$(MAX_MODEL_LEN)"]}]}})
     assert container_problems(runtime, frozenset({"MAX_MODEL_LEN"})) == []
     assert any("$(MAX_MODEL_LEN) is never defined" in p for p in container_problems(runtime))
+
+
+@pytest.mark.parametrize("entry", [e for e in ENTRIES if e.crd == "modelservice"], ids=str)
+def test_generate_command_equals_kustomize_output(entry, docker_image):
+    import subprocess
+    import sys
+
+    from krm_functions.krmfn import yamlio
+
+    proc = subprocess.run([sys.executable, "-m", "krm_functions", "generate",
+                           "--modelservice", str(ROOT / entry.path / "modelservice.yaml"),
+                           "--baseconfig", str(ROOT / "serving-catalog/llm-d/baseconfig/baseconfig.yaml")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    key = lambda d: (d["kind"], d["metadata"]["name"])  # noqa: E731
+    generated = sorted(yamlio.load_all(proc.stdout), key=key)
+    rendered = sorted(render(ROOT / entry.path), key=key)
+    assert [key(d) for d in generated] == [key(d) for d in rendered]
+    assert generated == rendered

@@ -139,7 +139,8 @@ def run(registry: Registry, text: str | bytes, config: Optional[dict] = None) ->
         if config is not None:
             rl.function_config = config
         fn = registry.select(rl.function_config)
-        ref = ResourceRef(fn.api_version, fn.kind, str((rl.function_config.get("metadata") or {}).get("name", "")))
+        meta = rl.function_config.get("metadata") or {}
+        ref = ResourceRef(fn.api_version, fn.kind, str(meta.get("name", "")), meta.get("namespace"))
         spec = configlib.validate(fn.schema, rl.function_config, ref)["spec"]
         ctx = Context(rl.items, ref)
         try:
@@ -163,16 +164,16 @@ def report(results: Iterable[Result], stream: Any) -> None:
             stream.write(r.line() + "\n")
 
 
-def load_config_file(path: str) -> dict:
+def load_config_file(path: str, flag: str = "--config") -> dict:
     try:
         with open(path, "rb") as handle:
             docs = yamlio.load_all(handle.read())
     except OSError as err:
-        raise FunctionError(Result(f"--config {path}: {err.strerror}")) from None
+        raise FunctionError(Result(f"{flag} {path}: {err.strerror}")) from None
     except Exception as err:  # malformed YAML
-        raise FunctionError(Result(f"--config {path}: malformed YAML: {err}")) from None
+        raise FunctionError(Result(f"{flag} {path}: malformed YAML: {err}")) from None
     if len(docs) != 1 or not isinstance(docs[0], dict):
-        raise FunctionError(Result(f"--config {path}: must hold exactly one function config object"))
+        raise FunctionError(Result(f"{flag} {path}: must hold exactly one function config object"))
     return docs[0]
 
 
@@ -184,6 +185,8 @@ def main(registry: Registry, argv: Optional[list[str]] = None, prog: str = "krm-
         return extra_commands[argv[0]](argv[1:])
     if argv[:1] in (["-h"], ["--help"]):
         sys.stdout.write(_usage(registry, prog))
+        for name, command in (extra_commands or {}).items():
+            sys.stdout.write(f"\n{prog} {name} --help: {(command.__doc__ or '').splitlines()[0]}\n")
         return 0
     if len(argv) == 2 and argv[1] in ("-h", "--help"):
         fn = registry.get(argv[0])

@@ -119,6 +119,11 @@ class Plan:
     model_name: Optional[str]
     model_row: Optional[dict]
     targets: list[ServerTarget] = field(default_factory=list)
+    name: str = ""  # base of the generated objects' names; default: the workload's
+
+    @property
+    def base_name(self) -> str:
+        return self.name or self.targets[0].obj.name
 
 
 def parse_uri(uri: str) -> Source:
@@ -186,17 +191,24 @@ def transform(ctx: Context, spec: dict) -> None:
         previous.targets.append(target)
 
     for plan in plans.values():
-        obj = plan.targets[0].obj
-        if obj.kind == "InferenceService":
-            _kserve_storage(ctx, plan, spec)
-            continue
-        local_path = _mount_source(plan, spec)
-        if plan.source.scheme == "hf":
-            claim, job = _generate(ctx, plan, spec)
-            ctx.info(f"{obj.kind}/{obj.name}: weights of {plan.source.uri} downloaded by Job/{job} "
-                     f"into PersistentVolumeClaim/{claim}, read at {local_path}", obj)
-        else:
-            ctx.info(f"{obj.kind}/{obj.name}: weights of {plan.source.uri} read at {local_path}", obj)
+        apply_plan(ctx, plan, spec)
+
+
+def apply_plan(ctx: Context, plan: Plan, spec: dict) -> str:
+    """Load one source's weights for the plan's server containers; the local model path.
+    Also the entry point for generators that own several workloads of one model (llm-d)."""
+    obj = plan.targets[0].obj
+    if obj.kind == "InferenceService":
+        _kserve_storage(ctx, plan, spec)
+        return "/mnt/models"
+    local_path = _mount_source(plan, spec)
+    if plan.source.scheme == "hf":
+        claim, job = _generate(ctx, plan, spec)
+        ctx.info(f"{obj.kind}/{obj.name}: weights of {plan.source.uri} downloaded by Job/{job} "
+                 f"into PersistentVolumeClaim/{claim}, read at {local_path}", obj)
+    else:
+        ctx.info(f"{obj.kind}/{obj.name}: weights of {plan.source.uri} read at {local_path}", obj)
+    return local_path
 
 
 def _plan(target: ServerTarget, spec: dict, source: Optional[Source], row: Optional[dict]) -> Plan:
@@ -300,7 +312,7 @@ def _kserve_storage(ctx: Context, plan: Plan, spec: dict) -> None:
 
 
 def _claim_name(plan: Plan) -> str:
-    return f"{plan.targets[0].obj.name}-weights"
+    return f"{plan.base_name}-weights"
 
 
 def _labels(plan: Plan, component: str, server_label: bool) -> dict:
@@ -369,10 +381,10 @@ def _generate(ctx: Context, plan: Plan, spec: dict) -> tuple[str, str]:
         container, extra_volumes = maxtext.container(checkpoint, settings, plan.model_row,
                                                      f"{JOB_MOUNT}/{source.repo}", source.repo,
                                                      spec.get("revision"), hf_token, JOB_MOUNT)
-        job = f"{obj.name}-convert"
+        job = f"{plan.base_name}-convert"
     else:
         container = _download_container(target, source, spec.get("revision"), hf_token)
-        job = f"{obj.name}-download"
+        job = f"{plan.base_name}-download"
     ctx.add({
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": _metadata(obj, job, _labels(plan, "model-convert" if checkpoint else "model-download",

@@ -1,0 +1,283 @@
+"""ModelService: llm-d's ModelService as a build-time generator.
+
+A platform owner's BaseConfig (a ConfigMap of jinja2 templates) and a model
+owner's ModelService become prefill and decode Deployments and Services, an
+InferencePool (inference.networking.k8s.io/v1) with its endpoint picker, an
+HTTPRoute and autoscaling: the accelerator, model-artifact and autoscaling
+parts reuse the Accelerator, ModelSource and Autoscaling functions.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .. import tables
+from ..accelerator import function as accelerator
+from ..autoscaling import function as autoscaling
+from ..krmfn import Context, Function, FunctionError, KubeObject
+from ..krmfn import config as configlib
+from ..krmfn.results import ERROR, Field, Result
+from ..model_source import function as model_source
+from ..workloads import targets
+from . import merge, templating
+
+ROLES = ("prefill", "decode")
+# BaseConfig keys: the templates a platform owner provides.
+TEMPLATE_KEYS = ("prefillDeployment", "decodeDeployment", "prefillService", "decodeService", "inferencePool",
+                 "eppDeployment", "eppService", "eppServiceAccount", "eppRole", "eppRoleBinding", "httpRoute",
+                 "configMaps")
+LOCAL_CONFIG = "config.kubernetes.io/local-config"
+ROLE_LABEL, MODEL_LABEL, SERVING_LABEL = "llm-d.ai/role", "llm-d.ai/model", "llm-d.ai/inferenceServing"
+
+_CONTAINER = {
+    "type": "object", "additionalProperties": False, "required": ["name"],
+    "description": "Merged by name into the BaseConfig's container (see README: precedence).",
+    "properties": {
+        "name": {"type": "string"}, "image": {"type": "string"},
+        "command": {"type": "array", "items": {"type": "string"}},
+        "args": {"type": "array", "items": {"type": "string"}, "description": "Replaces the BaseConfig's args."},
+        "extraArgs": {"type": "array", "items": {"type": "string"}, "description": "Appended to the args."},
+        "env": {"type": "array", "items": {"type": "object"}}, "ports": {"type": "array", "items": {"type": "object"}},
+        "volumeMounts": {"type": "array", "items": {"type": "object"}}, "resources": {"type": "object"},
+    },
+}
+_ACCELERATOR = {
+    "type": "object", "additionalProperties": False, "required": ["provider", "accelerator"],
+    "properties": {"provider": {"type": "string"}, "accelerator": {"type": "string"},
+                   "spot": {"type": "boolean", "default": False}},
+}
+_ROLE = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "replicas": {"type": "integer", "minimum": 0, "default": 1},
+        "parallelism": {"type": "object", "additionalProperties": False,
+                        "properties": {"tensor": {"type": "integer", "minimum": 1, "default": 1}},
+                        "default": {"tensor": 1}},
+        "accelerator": {**_ACCELERATOR, "description": "Default: spec.accelerator."},
+        "containers": {"type": "array", "items": _CONTAINER},
+        "initContainers": {"type": "array", "items": _CONTAINER},
+        "autoscaling": {
+            "type": "object", "additionalProperties": False,
+            "description": "An HPA for this role (Autoscaling function: intent, replicas, target).",
+            "properties": {"intent": {"enum": ["queue-depth", "cache-utilization", "batch-size"]},
+                           "minReplicas": {"type": "integer", "minimum": 1},
+                           "maxReplicas": {"type": "integer", "minimum": 1},
+                           "targetValue": {"type": "string"},
+                           "adapter": {"enum": ["gke-managed-prometheus", "prometheus-adapter"]}},
+        },
+    },
+}
+SPEC_SCHEMA = {
+    "type": "object", "additionalProperties": False, "required": ["routing", "modelArtifacts"],
+    "properties": {
+        "baseConfigRef": {"type": "object", "additionalProperties": False, "required": ["name"],
+                          "properties": {"name": {"type": "string"}},
+                          "description": "The BaseConfig ConfigMap among the objects (kept as local config, not output)."},
+        "server": {"type": "string", "default": "vllm", "description": "Servers table row of both roles."},
+        "routing": {
+            "type": "object", "additionalProperties": False, "required": ["modelName", "gatewayRefs"],
+            "properties": {
+                "modelName": {"type": "string", "description": "The model name clients send."},
+                "gatewayRefs": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "additionalProperties": False, "required": ["name"],
+                    "properties": {"name": {"type": "string"}, "namespace": {"type": "string"},
+                                   "sectionName": {"type": "string"}}}},
+                "ports": {"type": "array", "default": [{"name": "http", "port": 8000}], "items": {
+                    "type": "object", "additionalProperties": False, "required": ["name", "port"],
+                    "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}},
+            },
+        },
+        "modelArtifacts": {
+            "type": "object", "additionalProperties": False, "required": ["uri"],
+            "properties": {
+                "uri": {"type": "string", "description": "hf://org/model, pvc://claim/path or oci://image:tag."},
+                "authSecretName": {"type": "string", "default": "hf-token",
+                                   "description": "Secret with the Hugging Face token (key `token`)."},
+                "size": {"type": "string", "description": "Weights volume size; default from the models table."},
+                "storageClassName": {"type": "string"},
+            },
+        },
+        "accelerator": _ACCELERATOR,
+        "prefill": _ROLE,
+        "decode": _ROLE,
+        "endpointPicker": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"replicas": {"type": "integer", "minimum": 1, "default": 1},
+                           "containers": {"type": "array", "items": _CONTAINER}},
+            "default": {"replicas": 1},
+        },
+    },
+}
+
+EXAMPLE = {
+    "baseConfigRef": {"name": "llm-d-base"},
+    "routing": {"modelName": "meta-llama/Meta-Llama-3-8B-Instruct", "gatewayRefs": [{"name": "inference-gateway"}]},
+    "modelArtifacts": {"uri": "hf://meta-llama/Meta-Llama-3-8B-Instruct"},
+    "accelerator": {"provider": "gke", "accelerator": "nvidia-h100-80gb"},
+    "prefill": {"replicas": 1},
+    "decode": {"replicas": 2, "autoscaling": {"intent": "queue-depth", "maxReplicas": 4}},
+}
+
+
+def transform(ctx: Context, spec: dict) -> None:
+    name = ctx.config_ref.name if ctx.config_ref else ""
+    if not name:
+        raise FunctionError.at(None, "metadata.name", "a ModelService needs a name: it names what it generates")
+    roles = [r for r in ROLES if r in spec]
+    if not roles:
+        raise FunctionError.at(None, "spec.decode", "neither spec.prefill nor spec.decode: nothing to serve")
+    # Templates may name the namespace (RoleBinding subjects must): the config's, else default.
+    namespace = (ctx.config_ref.namespace if ctx.config_ref else None) or "default"
+    base, templates = _base_config(ctx, spec)
+    source = model_source.parse_uri(spec["modelArtifacts"]["uri"])
+    if source.scheme == "gs":
+        raise FunctionError.at(None, "spec.modelArtifacts.uri", "gs:// is not an llm-d artifact source: "
+                               "use hf://, pvc:// or oci://")
+    model_path, mounted = _paths(source)
+    values = templating.variables(name, namespace, spec, model_path, mounted)
+
+    def render(key: str):
+        if key not in templates:
+            raise FunctionError.at(base, f"data.{key}", f"BaseConfig {base.name} has no {key} template, "
+                                   f"which this ModelService needs")
+        return templating.render_yaml(templates[key], values, templating.at(base.ref, f"data.{key}"))
+
+    generated: dict[str, dict] = {}
+    for role in roles:
+        deployment = render(f"{role}Deployment")
+        _shape_role(deployment, role, spec, values, name, base)
+        generated[role] = deployment
+        ctx.add(deployment)
+        ctx.add(render(f"{role}Service"))
+    picker = render("eppDeployment")
+    _merge_pod(picker, spec["endpointPicker"].get("containers"), values, "spec.endpointPicker")
+    picker.setdefault("spec", {})["replicas"] = spec["endpointPicker"]["replicas"]
+    for obj in [picker] + [render(k) for k in ("eppService", "eppServiceAccount", "eppRole", "eppRoleBinding",
+                                               "inferencePool", "httpRoute")]:
+        ctx.add(obj)
+    for extra in (render("configMaps") if "configMaps" in templates else None) or []:
+        ctx.add(extra)
+
+    _load_model(ctx, spec, source, name, roles)
+    for role in roles:
+        _accelerate(ctx, spec, role, values[f"{role}_deployment_name"])
+        if spec[role].get("autoscaling"):
+            _autoscale(ctx, spec, role, values[f"{role}_deployment_name"])
+    ctx.info(f"ModelService {name}: {', '.join(roles)} serving {spec['routing']['modelName']} "
+             f"behind InferencePool/{values['inference_pool_name']}")
+
+
+def _base_config(ctx: Context, spec: dict) -> tuple[KubeObject, dict]:
+    """The BaseConfig ConfigMap and its templates. It is input, not output: marked
+    local-config, which kustomize (and `generate`) leave out; a rerun finds it again."""
+    ref = (spec.get("baseConfigRef") or {}).get("name")
+    if not ref:
+        raise FunctionError.at(None, "spec.baseConfigRef.name", "name the BaseConfig ConfigMap")
+    base = next((o for o in ctx.items if o.kind == "ConfigMap" and o.group == "" and o.name == ref), None)
+    if base is None:
+        raise FunctionError.at(None, "spec.baseConfigRef.name", f"no ConfigMap {ref!r} among the objects "
+                               f"(include the BaseConfig in the kustomization, or pass --baseconfig)")
+    base.set_annotation(LOCAL_CONFIG, "true")
+    data = base.get("data", default={}) or {}
+    unknown = sorted(set(data) - set(TEMPLATE_KEYS))
+    if unknown:
+        raise FunctionError(*[Result(f"unknown BaseConfig key (known: {', '.join(TEMPLATE_KEYS)})", ERROR,
+                                     base.ref, Field(f"data.{k}")) for k in unknown])
+    return base, data
+
+
+def _paths(source: model_source.Source) -> tuple[str, str]:
+    """The model's path in its source and where the servers read it (ModelSource's layout)."""
+    mount = "/models"
+    if source.scheme == "hf":
+        return source.repo, f"{mount}/{source.repo}"
+    if source.scheme == "pvc":
+        return source.path, f"{mount}/{source.path}" if source.path else mount
+    return source.reference, mount
+
+
+def _shape_role(deployment: dict, role: str, spec: dict, values: dict, name: str, base: KubeObject) -> None:
+    """ModelService over the BaseConfig's Deployment, and the labels everything selects on."""
+    obj = KubeObject(deployment)
+    if obj.kind != "Deployment":
+        raise FunctionError.at(base, f"data.{role}Deployment", f"must render a Deployment, not {obj.kind or 'nothing'}")
+    labels = {SERVING_LABEL: "true", MODEL_LABEL: values["sanitized_model_name"], ROLE_LABEL: role,
+              tables.SERVER_LABEL: spec["server"]}
+    obj.set(values[f"{role}_deployment_name"], "metadata", "name")
+    obj.set(spec[role]["replicas"], "spec", "replicas")
+    obj.setdefault_map("spec", "selector", "matchLabels").update(
+        {k: labels[k] for k in (MODEL_LABEL, ROLE_LABEL)} | {"app.kubernetes.io/instance": name})
+    pod_labels = obj.setdefault_map("spec", "template", "metadata", "labels")
+    pod_labels.update(labels | {"app.kubernetes.io/instance": name})
+    _merge_pod(deployment, spec[role].get("containers"), values, f"spec.{role}", spec[role].get("initContainers"))
+
+
+def _merge_pod(deployment: dict, containers: Optional[list], values: dict, path: str, init=None) -> None:
+    where = templating.at(None, f"{path}.containers")
+    pod_spec = KubeObject(deployment).setdefault_map("spec", "template", "spec")
+    merge.merge_pod(pod_spec, templating.render_values(containers or [], values, where),
+                    templating.render_values(init or [], values, where))
+
+
+def _validated(fn: Function, spec: dict) -> dict:
+    """Another function's spec, checked and defaulted by its own schema."""
+    return configlib.validate(fn.spec_schema, spec)
+
+
+def _call(fn: Function, ctx: Context, spec: dict, path: str) -> None:
+    """Run another function's transform; its config problems are this config's, at `path`."""
+    try:
+        fn.transform(ctx, _validated(fn, spec))
+    except FunctionError as err:
+        raise FunctionError(*[Result(f"{path}: {r.message}", r.severity, r.resourceRef,
+                                     r.field if r.resourceRef else Field(path)) for r in err.results]) from None
+
+
+def _load_model(ctx: Context, spec: dict, source: model_source.Source, name: str, roles: list) -> None:
+    """One weights volume (and download Job) for both roles, named after the ModelService."""
+    artifacts = spec["modelArtifacts"]
+    found = [t for role in roles
+             for t in targets(ctx, {"workload": {"kind": "Deployment", "name": f"{name}-{role}"}})]
+    row = next((r for r in tables.table("models").values()
+                if source.scheme == "hf" and r["hfId"] == source.repo), None)
+    storage = {k: artifacts[k] for k in ("size", "storageClassName") if k in artifacts}
+    ms_spec: dict = {"uri": source.uri, "hfTokenSecret": {"name": artifacts["authSecretName"]}}
+    if source.scheme == "hf":
+        ms_spec["storage"] = storage
+    if source.scheme == "hf" and row is None and "size" not in storage:
+        raise FunctionError.at(None, "spec.modelArtifacts.size", f"{source.repo} is not in the models table: "
+                               "set the weights volume size")
+    plan = model_source.Plan(source, None, row, found, name=name)
+    model_source.apply_plan(ctx, plan, _validated(model_source.FUNCTION, ms_spec))
+
+
+def _accelerate(ctx: Context, spec: dict, role: str, deployment: str) -> None:
+    accel = spec[role].get("accelerator") or spec.get("accelerator")
+    if not accel:
+        raise FunctionError.at(None, f"spec.{role}.accelerator", "no accelerator: set spec.accelerator "
+                               f"or spec.{role}.accelerator")
+    row = tables.accelerator(accel["provider"], accel["accelerator"], None, f"spec.{role}.accelerator")
+    if row["type"] != "gpu":
+        raise FunctionError.at(None, f"spec.{role}.accelerator", "llm-d prefill/decode runs on GPUs here")
+    # One GPU per tensor-parallel rank: the count is the role's tensor parallelism.
+    config = {**accel, "count": spec[role]["parallelism"]["tensor"],
+              "workload": {"kind": "Deployment", "name": deployment}}
+    _call(accelerator.FUNCTION, ctx, config, f"spec.{role}")
+
+
+def _autoscale(ctx: Context, spec: dict, role: str, deployment: str) -> None:
+    config = {k: v for k, v in spec[role]["autoscaling"].items()}
+    config["workload"] = {"kind": "Deployment", "name": deployment}
+    if "minReplicas" not in config:
+        config["minReplicas"] = max(1, spec[role]["replicas"])
+    _call(autoscaling.FUNCTION, ctx, config, f"spec.{role}.autoscaling")
+
+
+FUNCTION = Function(
+    kind="ModelService",
+    summary="llm-d ModelService at build time: prefill/decode Deployments, InferencePool, endpoint picker, "
+            "HTTPRoute, autoscaling, from a BaseConfig of jinja2 templates",
+    spec_schema=SPEC_SCHEMA,
+    example=EXAMPLE,
+    transform=transform,
+)
