@@ -56,6 +56,8 @@ _ROLE = {
         "accelerator": {**_ACCELERATOR, "description": "Default: spec.accelerator."},
         "containers": {"type": "array", "items": _CONTAINER},
         "initContainers": {"type": "array", "items": _CONTAINER},
+        "volumes": {"type": "array", "items": {"type": "object", "required": ["name"]},
+                    "description": "Pod volumes, merged by name into the BaseConfig's."},
         "autoscaling": {
             "type": "object", "additionalProperties": False,
             "description": "An HPA for this role (Autoscaling function: intent, replicas, target).",
@@ -210,6 +212,10 @@ def _shape_role(deployment: dict, role: str, spec: dict, values: dict, name: str
     pod_labels = obj.setdefault_map("spec", "template", "metadata", "labels")
     pod_labels.update(labels | {"app.kubernetes.io/instance": name})
     _merge_pod(deployment, spec[role].get("containers"), values, f"spec.{role}", spec[role].get("initContainers"))
+    if spec[role].get("volumes"):
+        pod_spec = obj.setdefault_map("spec", "template", "spec")
+        pod_spec["volumes"] = merge.merge_named(pod_spec.get("volumes") or [], templating.render_values(
+            spec[role]["volumes"], values, templating.at(None, f"spec.{role}.volumes")))
 
 
 def _merge_pod(deployment: dict, containers: Optional[list], values: dict, path: str, init=None) -> None:

@@ -1,6 +1,6 @@
 """ModelService over BaseConfig, like a strategic merge patch.
 
-Precedence: the ModelService wins. Containers, env, ports, volumes and
+Precedence: the ModelService wins. Containers, env, ports, pod volumes and
 volumeMounts merge by name; a container's `args` replaces the BaseConfig's
 and `extraArgs` appends to them; `resources` merges per field; any other
 container field the ModelService sets replaces the BaseConfig's.
