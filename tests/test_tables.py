@@ -1,0 +1,37 @@
+"""The data tables are consistent with themselves: facts that refer to other facts
+(an intent's metric, a machine count, a model's size) point at things that exist."""
+
+import pytest
+
+from krm_functions import tables
+
+SERVERS = tables.table("servers")
+
+
+@pytest.mark.parametrize("name", list(SERVERS))
+def test_every_autoscaling_intent_uses_a_metric_the_server_exports(name):
+    row = SERVERS[name]
+    exported = {m["name"] for m in row["exports"]}
+    for intent, setting in row["intents"].items():
+        assert setting["metric"] in exported, f"{name}: intent {intent} uses {setting['metric']}, not exported"
+    assert row["metrics"]["port"] in row["ports"], f"{name}: metrics port is not one of its ports"
+
+
+@pytest.mark.parametrize("row", tables.accelerators(), ids=lambda r: f"{r['provider']}/{r['name']}")
+def test_accelerator_rows_are_complete(row):
+    provider = tables.provider(row["provider"])
+    assert row["type"] in ("gpu", "tpu")
+    if row["type"] == "gpu":
+        assert row["machines"] and all(isinstance(c, int) and c > 0 for c in row["machines"])
+        assert provider["gpuResource"]
+    else:
+        for topology, setting in row["topologies"].items():
+            chips = tables.topology_chips(topology)
+            assert chips % setting["hosts"] == 0, f"{topology}: {chips} chips over {setting['hosts']} hosts"
+
+
+@pytest.mark.parametrize("name", list(tables.table("models")))
+def test_model_rows_are_complete(name):
+    row = tables.model(name)
+    assert row["dtype"] in tables.DTYPE_BYTES
+    assert tables.weights_gib(row) > row["parametersB"] * tables.DTYPE_BYTES[row["dtype"]] * 1e9 / 2**30
