@@ -70,7 +70,7 @@ _ROLE = {
     },
 }
 SPEC_SCHEMA = {
-    "type": "object", "additionalProperties": False, "required": ["routing", "modelArtifacts"],
+    "type": "object", "additionalProperties": False, "required": ["baseConfigRef", "routing", "modelArtifacts"],
     "properties": {
         "baseConfigRef": {"type": "object", "additionalProperties": False, "required": ["name"],
                           "properties": {"name": {"type": "string"}},
@@ -144,11 +144,9 @@ def transform(ctx: Context, spec: dict) -> None:
                                    f"which this ModelService needs")
         return templating.render_yaml(templates[key], values, templating.at(base.ref, f"data.{key}"))
 
-    generated: dict[str, dict] = {}
     for role in roles:
         deployment = render(f"{role}Deployment")
         _shape_role(deployment, role, spec, values, name, base)
-        generated[role] = deployment
         ctx.add(deployment)
         ctx.add(render(f"{role}Service"))
     picker = render("eppDeployment")
@@ -172,9 +170,7 @@ def transform(ctx: Context, spec: dict) -> None:
 def _base_config(ctx: Context, spec: dict) -> tuple[KubeObject, dict]:
     """The BaseConfig ConfigMap and its templates. It is input, not output: marked
     local-config, which kustomize (and `generate`) leave out; a rerun finds it again."""
-    ref = (spec.get("baseConfigRef") or {}).get("name")
-    if not ref:
-        raise FunctionError.at(None, "spec.baseConfigRef.name", "name the BaseConfig ConfigMap")
+    ref = spec["baseConfigRef"]["name"]
     base = next((o for o in ctx.items if o.kind == "ConfigMap" and o.group == "" and o.name == ref), None)
     if base is None:
         raise FunctionError.at(None, "spec.baseConfigRef.name", f"no ConfigMap {ref!r} among the objects "
