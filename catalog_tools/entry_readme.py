@@ -26,6 +26,33 @@ def _arg(container: dict, flag: str) -> str:
     return next((a.split("=", 1)[1] for a in container.get("args") or [] if str(a).startswith(flag + "=")), "")
 
 
+def _parallel_args(server_row: dict, container: dict) -> tuple[str, str]:
+    """Tensor and pipeline sizes as rendered, read through the server's own flags."""
+    flags = {kind: setting["arg"] for kind, setting in (server_row.get("parallelism") or {}).items() if "arg" in setting}
+    tp, pp = (_arg(container, flags[k]) if k in flags else "" for k in ("tensor", "pipeline"))
+    return tp, pp
+
+
+def _node_pool(provider: dict, accel_row: dict, machine: str, nodes: int, count=None, topology=None) -> str:
+    """The provider's node-pool command (accelerators table), or "" where it has none."""
+    template = (provider.get("nodePool") or {}).get(accel_row["type"])
+    return template.format(accelerator=accel_row["name"], machine=machine, nodes=nodes, count=count,
+                           topology=topology) if template else ""
+
+
+def _verify(server_row: dict, model: str) -> tuple[str, str]:
+    """The servers table's check request: path and JSON body (with the served model name)."""
+    verify = server_row["verify"]
+    body = dict(verify["body"], **({"model": model} if verify.get("model") else {}))
+    return verify["path"], json.dumps(body)
+
+
+def _scrape(objs: list[KubeObject], server_row: dict) -> str:
+    metrics = server_row["metrics"]
+    return next((f"{o.kind} `{o.name}` (`{metrics['path']}` on port `{metrics['port']}`)"
+                 for o in objs if o.kind in ("PodMonitoring", "PodMonitor", "ServiceMonitor")), "none")
+
+
 def facts(entry: Entry, root: Path = ROOT) -> dict:
     objs = [KubeObject(d) for d in render(root / entry.path)]
     by_kind = {o.kind: o for o in objs}
@@ -42,22 +69,16 @@ def facts(entry: Entry, root: Path = ROOT) -> dict:
     pvc, job, service = by_kind["PersistentVolumeClaim"], by_kind["Job"], by_kind["Service"]
     hpa = by_kind.get("HorizontalPodAutoscaler")
     metric = hpa.get("spec", "metrics", 0, "pods", "metric", "name")
-    flags = {kind: setting["arg"] for kind, setting in (server_row.get("parallelism") or {}).items() if "arg" in setting}
-    tp, pp = (_arg(container, flags[k]) if k in flags else "" for k in ("tensor", "pipeline"))
-    # The provider's node-pool command (accelerators table), wrapped for reading.
-    template = (provider.get("nodePool") or {}).get(accel_row["type"])
-    node_pool = template.format(accelerator=accel_row["name"], machine=machine, nodes=group, count=count,
-                                topology=accel_spec.get("topology")) if template else ""
-    verify = server_row["verify"]
-    body = dict(verify["body"], **({"model": model_row["hfId"]} if verify.get("model") else {}))
+    tp, pp = _parallel_args(server_row, container)
+    node_pool = _node_pool(provider, accel_row, machine, group, count, accel_spec.get("topology"))
+    verify_path, verify_body = _verify(server_row, model_row["hfId"])
     context = _env(container, "MAX_MODEL_LEN") or next(
         (str(a).split("=", 1)[1] for a in container.get("args") or [] if str(a).startswith("max_target_length=")), "")
-    scrape = next((f"{o.kind} `{o.name}` (`{server_row['metrics']['path']}` on port `{server_row['metrics']['port']}`)"
-                   for o in objs if o.kind in ("PodMonitoring", "PodMonitor", "ServiceMonitor")), "none")
+    scrape = _scrape(objs, server_row)
     return {
         "entry": entry, "server": server_row, "model": model_row, "provider": provider, "kind": workload.kind,
         "workload": workload.name, "group": group, "context": context,
-        "verify_path": verify["path"], "verify_body": json.dumps(body),
+        "verify_path": verify_path, "verify_body": verify_body,
         "converted": job.name.endswith("-convert"), "kaggle": (model_row.get("maxtext") or {}).get("kaggle"),
         "accelerator": entry.accelerator_text(), "machine": machine, "node_pool": node_pool,
         "parallelism": ", ".join(p for p in (f"tensor {tp}" if tp else "", f"pipeline {pp}" if pp else "") if p) or "none",
@@ -83,16 +104,11 @@ def kserve_facts(entry: Entry, root: Path = ROOT) -> dict:
     model = isvc.get("spec", "predictor", "model")
     accel_row = tables.accelerator(entry.provider, entry.accelerator["accelerator"])
     machine = accel_row["machines"][entry.accelerator["count"]]
-    template = (provider.get("nodePool") or {}).get(accel_row["type"])
-    node_pool = template.format(accelerator=accel_row["name"], machine=machine, nodes=1,
-                                count=entry.accelerator["count"], topology=None) if template else ""
-    flags = {kind: setting["arg"] for kind, setting in (server_row.get("parallelism") or {}).items() if "arg" in setting}
-    tp = _arg(model, flags["tensor"]) if "tensor" in flags else ""
+    node_pool = _node_pool(provider, accel_row, machine, 1, entry.accelerator["count"])
+    tp, _ = _parallel_args(server_row, model)
     external = isvc.get("spec", "predictor", "autoScaling", "metrics", 0, "external")
-    verify = server_row["verify"]
-    body = dict(verify["body"], **({"model": isvc.name} if verify.get("model") else {}))
-    scrape = next((f"{o.kind} `{o.name}` (`{server_row['metrics']['path']}` on port `{server_row['metrics']['port']}`)"
-                   for o in objs if o.kind in ("PodMonitoring", "PodMonitor", "ServiceMonitor")), "none")
+    verify_path, verify_body = _verify(server_row, isvc.name)
+    scrape = _scrape(objs, server_row)
     return {
         "entry": entry, "server": server_row, "model": model_row, "provider": provider, "isvc": isvc.name,
         "runtime": runtime.name, "storage_uri": model["storageUri"], "context": _env(model, "MAX_MODEL_LEN"),
@@ -103,7 +119,7 @@ def kserve_facts(entry: Entry, root: Path = ROOT) -> dict:
         "query": external["metric"]["query"], "server_address": external["metric"]["serverAddress"],
         "target": external["target"]["averageValue"], "scrape": scrape,
         "service_account": isvc.get("spec", "predictor", "serviceAccountName"),
-        "verify_path": verify["path"], "verify_body": json.dumps(body),
+        "verify_path": verify_path, "verify_body": verify_body,
     }
 
 
@@ -125,8 +141,7 @@ def llmd_facts(entry: Entry, root: Path = ROOT) -> dict:
                       "tensor": tensor, "accelerator": f"{tensor} x {accel_row['device']}",
                       "hpa": f"{hpa.get('spec', 'minReplicas')}–{hpa.get('spec', 'maxReplicas')} replicas" if hpa else ""})
     machine = accel_row["machines"][max(r["tensor"] for r in roles)]
-    node_pool = provider["nodePool"]["gpu"].format(accelerator=accel_row["name"], machine=machine,
-                                                  nodes=sum(r["replicas"] for r in roles), count=max(r["tensor"] for r in roles))
+    node_pool = _node_pool(provider, accel_row, machine, sum(r["replicas"] for r in roles), max(r["tensor"] for r in roles))
     by_kind = {o.kind: o for o in objs}
     pvc, job = by_kind["PersistentVolumeClaim"], by_kind["Job"]
     images = sorted({c.get("image") for o in objs for t in o.pod_templates()
