@@ -18,7 +18,7 @@ SERVING_CATALOG_CRDS ?= $(CURDIR)/build/crds
 export SERVING_CATALOG_CRDS
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv docker images demo test validate generate deploy new-model crds bench clean
+.PHONY: help setup venv docker images demo test validate generate deploy new-model e2e crds bench clean
 
 help:
 	@echo "make demo     set up, then render ENTRY ($(ENTRY)) with the functions in containers"
@@ -31,6 +31,7 @@ help:
 	@echo "make new-model SERVER=serving-catalog/core/deployment/vllm FROM=gemma-2b TO=gemma-7b-it"
 	@echo "make bench    benchmarks (not tests): SDK vs kustomize builtins, container overhead, entry render times"
 	@echo "make crds     download the pinned CRD schemas into build/crds"
+	@echo "make e2e      a kind cluster: every entry applied with --dry-run=server (needs kind and network)"
 
 setup: venv docker images
 
@@ -69,6 +70,9 @@ deploy: setup
 # The image carries the models table: rebuild it so the new row is known.
 new-model: setup
 	PYTHON=$(PY) scripts/new-model $(SERVER) $(FROM) $(TO)
+
+e2e: setup crds
+	E2E_KIND=1 $(PY) -m pytest tests/test_e2e_kind.py $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m catalog_tools.bench
