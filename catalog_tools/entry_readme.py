@@ -27,10 +27,13 @@ def _arg(container: dict, flag: str) -> str:
 
 
 def _parallel_args(server_row: dict, container: dict) -> tuple[str, str]:
-    """Tensor and pipeline sizes as rendered, read through the server's own flags."""
-    flags = {kind: setting["arg"] for kind, setting in (server_row.get("parallelism") or {}).items() if "arg" in setting}
-    tp, pp = (_arg(container, flags[k]) if k in flags else "" for k in ("tensor", "pipeline"))
-    return tp, pp
+    """Tensor and pipeline sizes as rendered, read through the server's own flags or env vars."""
+    settings = server_row.get("parallelism") or {}
+
+    def size(kind: str) -> str:
+        setting = settings.get(kind) or {}
+        return _arg(container, setting["arg"]) if "arg" in setting else _env(container, setting.get("env", ""))
+    return size("tensor"), size("pipeline")
 
 
 def _node_pool(provider: dict, accel_row: dict, machine: str, nodes: int, count=None, topology=None) -> str:
@@ -72,7 +75,9 @@ def facts(entry: Entry, root: Path = ROOT) -> dict:
     tp, pp = _parallel_args(server_row, container)
     node_pool = _node_pool(provider, accel_row, machine, group, count, accel_spec.get("topology"))
     verify_path, verify_body = _verify(server_row, model_row["hfId"])
-    context = _env(container, "MAX_MODEL_LEN") or next(
+    build = server_row.get("modelBuild")
+    # A built model's context length is the build's (the models table's maxModelLen).
+    context = (f"{model_row['maxModelLen']} (built in)" if build else "") or _env(container, "MAX_MODEL_LEN") or next(
         (str(a).split("=", 1)[1] for a in container.get("args") or [] if str(a).startswith("max_target_length=")), "")
     scrape = _scrape(objs, server_row)
     return {
@@ -80,6 +85,7 @@ def facts(entry: Entry, root: Path = ROOT) -> dict:
         "workload": workload.name, "group": group, "context": context,
         "verify_path": verify_path, "verify_body": verify_body,
         "converted": job.name.endswith("-convert"), "kaggle": (model_row.get("maxtext") or {}).get("kaggle"),
+        "built": build["summary"] if build else "",
         "accelerator": entry.accelerator_text(), "machine": machine, "node_pool": node_pool,
         "parallelism": ", ".join(p for p in (f"tensor {tp}" if tp else "", f"pipeline {pp}" if pp else "") if p) or "none",
         "cpu": container["resources"]["requests"]["cpu"], "memory": container["resources"]["requests"]["memory"],
@@ -90,6 +96,8 @@ def facts(entry: Entry, root: Path = ROOT) -> dict:
         "gmp": str(metric).startswith("prometheus.googleapis.com|"),
         "hpa": {"kind": hpa.kind, "name": hpa.name, "min": hpa.get("spec", "minReplicas"),
                 "max": hpa.get("spec", "maxReplicas"), "metric": metric,
+                "selector": ", ".join(f"{k}={v}" for k, v in (hpa.get("spec", "metrics", 0, "pods", "metric",
+                                                                      "selector", "matchLabels") or {}).items()),
                 "target": hpa.get("spec", "metrics", 0, "pods", "target", "averageValue")},
         "scrape": scrape,
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from krm_functions import API_VERSION, tables
+from krm_functions.autoscaling import function as autoscaling
 from krm_functions.krmfn import yamlio
 
 from . import catalog
@@ -59,7 +60,8 @@ def components() -> dict[str, str]:
                     f"{row['hosts']} host(s) of {row['machineType']}"))
     for server_name, server in tables.table("servers").items():
         for intent in server.get("intents", {}):
-            metric = server["intents"][intent]["metric"]
+            setting = server["intents"][intent]
+            metric = autoscaling.series(setting["metric"], setting.get("labels") or {})
             files.update(component(
                 f"components/autoscaling/{server_name}/{intent}", "Autoscaling", f"{server_name}-{intent}",
                 {"intent": intent}, f"HPA on {metric} via GKE Managed Prometheus, plus its PodMonitoring"))

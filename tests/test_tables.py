@@ -1,9 +1,13 @@
 """The data tables are consistent with themselves: facts that refer to other facts
 (an intent's metric, a machine count, a model's size) point at things that exist."""
 
+import os
+import re
+
 import pytest
 
 from krm_functions import tables
+from krm_functions.model_source import build
 
 SERVERS = tables.table("servers")
 
@@ -35,3 +39,18 @@ def test_model_rows_are_complete(name):
     row = tables.model(name)
     assert row["dtype"] in tables.DTYPE_BYTES
     assert tables.weights_gib(row) > row["parametersB"] * tables.DTYPE_BYTES[row["dtype"]] * 1e9 / 2**30
+
+
+@pytest.mark.parametrize("name", [n for n, r in SERVERS.items() if "modelBuild" in r])
+def test_model_build_rows_name_a_script_and_say_what_they_build(name):
+    row = SERVERS[name]["modelBuild"]
+    assert os.path.isfile(os.path.join(build.BUILDS_DIR, row["script"])), row["script"]
+    assert row["output"] and "/" not in row["output"].strip("/") and row["summary"]
+    assert isinstance(row.get("diskFactor", 1), int) and row.get("diskFactor", 1) >= 1
+
+
+@pytest.mark.parametrize("name", list(SERVERS))
+def test_intent_labels_are_label_values(name):
+    for intent, setting in SERVERS[name]["intents"].items():
+        for key, value in (setting.get("labels") or {}).items():
+            assert re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", key) and isinstance(value, str), (intent, key, value)

@@ -70,6 +70,10 @@ SPEC_SCHEMA = {
         "metric": {"type": "string",
                    "description": "Prometheus metric to scale on instead of the intent's (one the server exports, "
                                   "a gauge); then spec.targetValue is required too."},
+        "metricLabels": {"type": "object", "additionalProperties": {"type": "string"},
+                         "description": "Label values that pick the metric's series (e.g. request_type: waiting); "
+                                        "default: the intent's labels in the servers table when spec.metric is "
+                                        "unset or is the intent's metric, none otherwise."},
         "targetValue": {"type": ["string", "number"],
                    "description": "Target value of the metric per pod (per group for a LeaderWorkerSet), a quantity "
                                   "such as \"5\" or \"800m\"; default: the intent's target in the servers table."},
@@ -121,16 +125,17 @@ def transform(ctx: Context, spec: dict) -> None:
         if (obj.group, obj.kind) not in SCALABLE:
             raise FunctionError.at(obj, "kind", f"a {obj.kind} cannot be autoscaled: expected a Deployment, "
                                    "StatefulSet or LeaderWorkerSet")
-        metric, metric_type, target = _metric(spec, st)
+        metric, metric_type, target, labels = _metric(spec, st)
         if spec["monitoring"]:
             ctx.add(scrape_object(ctx, st, SCRAPE_KIND[spec["adapter"]]))
         if spec["adapter"] == KEDA:
-            scaler = ctx.add(_scaled_object(ctx, spec, st, metric, target))
+            scaler = ctx.add(_scaled_object(ctx, spec, st, metric, target, labels))
             per = "threshold {} per replica"
         else:
-            scaler = ctx.add(_hpa(spec, st, metric, metric_type, target))
+            scaler = ctx.add(_hpa(spec, st, metric, metric_type, target, labels))
             per = "target {} per pod"
-        ctx.info(f"{scaler.kind}/{scaler.name} scales {obj.kind}/{obj.name} on {metric} ({per.format(target)})")
+        ctx.info(f"{scaler.kind}/{scaler.name} scales {obj.kind}/{obj.name} on {series(metric, labels)} "
+                 f"({per.format(target)})")
 
 
 def _check_config(spec: dict) -> None:
@@ -156,8 +161,8 @@ def _check_config(spec: dict) -> None:
         raise FunctionError(*[r for p in problems for r in p.results])
 
 
-def _metric(spec: dict, st: ScrapeTarget) -> tuple[str, str, str]:
-    """(metric name, Prometheus type, target per pod) for one workload's server."""
+def _metric(spec: dict, st: ScrapeTarget) -> tuple[str, str, str, dict]:
+    """(metric name, Prometheus type, target per pod, label values) for one workload's server."""
     server = st.server_name
     intents = st.server.get("intents") or {}
     intent = intents.get(spec["intent"])
@@ -179,7 +184,14 @@ def _metric(spec: dict, st: ScrapeTarget) -> tuple[str, str, str]:
                                f"metric {name} is a {exports[name]}: autoscaling targets a per-pod gauge (with "
                                "adapter keda, a spec.keda.query can derive one, e.g. with rate() or "
                                "histogram_quantile())", current=name)
-    return name, exports[name], str(spec.get("targetValue", intent["target"]))
+    default_labels = (intent.get("labels") or {}) if name == intent["metric"] else {}
+    labels = spec.get("metricLabels", default_labels)
+    return name, exports[name], str(spec.get("targetValue", intent["target"])), labels
+
+
+def series(metric: str, labels: dict) -> str:
+    """The metric with its label values, as PromQL writes them: m{k="v"}."""
+    return metric + ("{" + ",".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "}" if labels else "")
 
 
 def quantity(value: object, path: str = "spec.targetValue") -> Decimal:
@@ -228,7 +240,17 @@ def _scale_target_ref(st: ScrapeTarget) -> dict:
     return {"apiVersion": st.obj.api_version, "kind": st.obj.kind, "name": st.obj.name}
 
 
-def _hpa(spec: dict, st: ScrapeTarget, metric: str, metric_type: str, target: str) -> dict:
+def metric_selector(adapter: str, labels: dict) -> dict:
+    """The HPA metric's label selector: the Stackdriver adapter reads Prometheus labels
+    as metric.labels.<name>; prometheus-adapter passes them to its query as they are."""
+    prefix = "metric.labels." if adapter == GMP else ""
+    return {"matchLabels": {prefix + k: v for k, v in labels.items()}}
+
+
+def _hpa(spec: dict, st: ScrapeTarget, metric: str, metric_type: str, target: str, labels: dict) -> dict:
+    identifier: dict = {"name": adapter_metric_name(spec["adapter"], metric, metric_type)}
+    if labels:
+        identifier["selector"] = metric_selector(spec["adapter"], labels)
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -240,7 +262,7 @@ def _hpa(spec: dict, st: ScrapeTarget, metric: str, metric_type: str, target: st
             "metrics": [{
                 "type": "Pods",
                 "pods": {
-                    "metric": {"name": adapter_metric_name(spec["adapter"], metric, metric_type)},
+                    "metric": identifier,
                     "target": {"type": "AverageValue", "averageValue": target},
                 },
             }],
@@ -249,12 +271,12 @@ def _hpa(spec: dict, st: ScrapeTarget, metric: str, metric_type: str, target: st
     }
 
 
-def keda_query(ctx: Context, metric: str, st: ScrapeTarget) -> str:
-    """sum(<metric>{namespace="ns",<selector labels>}): the total over the workload's scraped pods.
+def keda_query(ctx: Context, metric: str, st: ScrapeTarget, labels: dict) -> str:
+    """sum(<metric>{<labels>,namespace="ns",<selector labels>}): the total over the workload's scraped pods.
 
     The selector labels are on the series because the PodMonitor copies them
     (podTargetLabels), under their sanitised names."""
-    matchers = []
+    matchers = [f"{k}={json.dumps(v)}" for k, v in labels.items()]
     if st.namespace:
         matchers.append(f"namespace={json.dumps(st.namespace)}")
     else:
@@ -265,7 +287,7 @@ def keda_query(ctx: Context, metric: str, st: ScrapeTarget) -> str:
     return f"sum({metric}{{{','.join(matchers)}}})"
 
 
-def _scaled_object(ctx: Context, spec: dict, st: ScrapeTarget, metric: str, target: str) -> dict:
+def _scaled_object(ctx: Context, spec: dict, st: ScrapeTarget, metric: str, target: str, labels: dict) -> dict:
     keda = spec["keda"]
     return {
         "apiVersion": "keda.sh/v1alpha1",
@@ -281,7 +303,7 @@ def _scaled_object(ctx: Context, spec: dict, st: ScrapeTarget, metric: str, targ
                 "metricType": "AverageValue",
                 "metadata": {
                     "serverAddress": keda["serverAddress"],
-                    "query": keda.get("query") or keda_query(ctx, metric, st),
+                    "query": keda.get("query") or keda_query(ctx, metric, st, labels),
                     "threshold": plain_number(target),
                 },
             }],
@@ -290,7 +312,8 @@ def _scaled_object(ctx: Context, spec: dict, st: ScrapeTarget, metric: str, targ
     }
 
 
-def _kserve(ctx: Context, spec: dict, st: ScrapeTarget, metric: str, metric_type: str, target: str) -> None:
+def _kserve(ctx: Context, spec: dict, st: ScrapeTarget, metric: str, metric_type: str, target: str,
+            labels: dict) -> None:
     """KServe scales its predictor itself: with autoscalerClass keda it creates the
     ScaledObject from the predictor's autoScaling metrics (RawDeployment mode)."""
     obj = st.obj
@@ -305,12 +328,13 @@ def _kserve(ctx: Context, spec: dict, st: ScrapeTarget, metric: str, metric_type
     predictor["autoScaling"] = {
         "metrics": [{"type": "External", "external": {
             "metric": {"backend": "prometheus", "serverAddress": spec["keda"]["serverAddress"],
-                       "query": spec["keda"].get("query") or keda_query(ctx, metric, st)},
+                       "query": spec["keda"].get("query") or keda_query(ctx, metric, st, labels)},
             # AverageValue: the query's total divided by the replicas, as for the HPA.
             "target": {"type": "AverageValue", "averageValue": target}}}],
         "behavior": behavior(spec),
     }
-    ctx.info(f"InferenceService/{obj.name} scales through KEDA on {metric} (target {target} per pod)")
+    ctx.info(f"InferenceService/{obj.name} scales through KEDA on {series(metric, labels)} "
+             f"(target {target} per pod)")
 
 
 FUNCTION = Function(

@@ -14,7 +14,7 @@ from typing import Optional
 
 from .. import tables
 from ..krmfn import Context, Function, FunctionError, KubeObject, PodTemplate
-from . import maxtext
+from . import build as model_build, maxtext
 from ..workloads import TARGET_SCHEMA, ServerTarget, add_mount, add_volume, get_env, set_env, targets
 
 PREREQUISITE_LABEL = "prerequisite"
@@ -204,7 +204,8 @@ def apply_plan(ctx: Context, plan: Plan, spec: dict) -> str:
     local_path = _mount_source(plan, spec)
     if plan.source.scheme == "hf":
         claim, job = _generate(ctx, plan, spec)
-        ctx.info(f"{obj.kind}/{obj.name}: weights of {plan.source.uri} downloaded by Job/{job} "
+        what = "downloaded and built" if "modelBuild" in plan.targets[0].server else "downloaded"
+        ctx.info(f"{obj.kind}/{obj.name}: weights of {plan.source.uri} {what} by Job/{job} "
                  f"into PersistentVolumeClaim/{claim}, read at {local_path}", obj)
     else:
         ctx.info(f"{obj.kind}/{obj.name}: weights of {plan.source.uri} read at {local_path}", obj)
@@ -219,7 +220,8 @@ def _plan(target: ServerTarget, spec: dict, source: Optional[Source], row: Optio
     if row is None and name:
         # The pods' label is read only when the table is needed: for the uri or the volume size.
         needs_row = source is None or (source.scheme == "hf" and (
-            "size" not in (spec.get("storage") or {}) or "checkpoint" in target.server))
+            "size" not in (spec.get("storage") or {}) or "checkpoint" in target.server
+            or "modelBuild" in target.server))
         row = tables.model(name, obj, label_path) if needs_row else None
     if source is None:
         if not name:
@@ -245,7 +247,9 @@ def _mount_source(plan: Plan, spec: dict) -> str:
     if source.scheme == "hf":
         volume = {"persistentVolumeClaim": {"claimName": _claim_name(plan), "readOnly": True}}
         local_path = f"{mount}/{source.repo}"
-        checkpoint = plan.targets[0].server.get("checkpoint")
+        checkpoint, build = plan.targets[0].server.get("checkpoint"), plan.targets[0].server.get("modelBuild")
+        if build:  # the server loads what the model-load Job builds from the weights
+            local_path = model_build.output_path(local_path, build)
         if checkpoint:  # the server loads a converted checkpoint, with its model config and tokenizer
             settings = maxtext.model_settings(plan.model_row, plan.model_name, plan.targets[0].server_name)
             local_path = maxtext.checkpoint_path(local_path)
@@ -361,7 +365,9 @@ def _generate(ctx: Context, plan: Plan, spec: dict) -> tuple[str, str]:
         if plan.model_row is None:
             raise FunctionError.at(None, "spec.storage.size", f"no model row to size the volume for {source.uri}: "
                                    f"set spec.storage.size or spec.model")
-        size = f"{tables.weights_gib(plan.model_row) * (maxtext.DISK_FACTOR if 'checkpoint' in target.server else 1)}Gi"
+        factor = (maxtext.DISK_FACTOR if "checkpoint" in target.server
+                  else (target.server.get("modelBuild") or {}).get("diskFactor", 1))
+        size = f"{tables.weights_gib(plan.model_row) * factor}Gi"
     claim, mode = _claim_name(plan), storage.get("accessMode", "ReadWriteMany")
     _check_access_mode(ctx, obj, mode)
     claim_spec: dict = {"accessModes": [mode],
@@ -374,32 +380,34 @@ def _generate(ctx: Context, plan: Plan, spec: dict) -> tuple[str, str]:
 
     secret = spec.get("hfTokenSecret") or {}
     hf_token = {"name": secret.get("name", "hf-token"), "key": secret.get("key", "token")}
-    checkpoint = target.server.get("checkpoint")
-    extra_volumes: list[dict] = []
-    if checkpoint:
+    checkpoint, build = target.server.get("checkpoint"), target.server.get("modelBuild")
+    weights = {"name": VOLUME, "persistentVolumeClaim": {"claimName": claim}}
+    if build:
+        # Mounted where the server mounts it: the build writes these paths into its output.
+        pod = model_build.pod(target, build, plan.model_row, source.repo, f"{spec['mountPath']}/{source.repo}",
+                              spec.get("revision"), hf_token, weights, spec["mountPath"])
+        job, component = f"{plan.base_name}-build", "model-build"
+    elif checkpoint:
         settings = maxtext.model_settings(plan.model_row, plan.model_name, target.server_name)
         container, extra_volumes = maxtext.container(checkpoint, settings, plan.model_row,
                                                      f"{JOB_MOUNT}/{source.repo}", source.repo,
                                                      spec.get("revision"), hf_token, JOB_MOUNT)
-        job = f"{plan.base_name}-convert"
+        pod = {"restartPolicy": "OnFailure", "containers": [container], "volumes": [weights, *extra_volumes]}
+        job, component = f"{plan.base_name}-convert", "model-convert"
     else:
         container = _download_container(target, source, spec.get("revision"), hf_token)
-        job = f"{plan.base_name}-download"
+        pod = {"restartPolicy": "OnFailure", "containers": [container], "volumes": [weights]}
+        job, component = f"{plan.base_name}-download", "model-download"
     ctx.add({
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": _metadata(obj, job, _labels(plan, "model-convert" if checkpoint else "model-download",
-                                                server_label=False)),
+        "metadata": _metadata(obj, job, _labels(plan, component, server_label=False)),
         "spec": {
             "backoffLimit": 4,
             "template": {
                 # Only the prerequisite label: the server's labels would put this pod
                 # behind the server's Service and under the other functions' edits.
                 "metadata": {"labels": {PREREQUISITE_LABEL: PREREQUISITE}},
-                "spec": {
-                    "restartPolicy": "OnFailure",
-                    "containers": [container],
-                    "volumes": [{"name": VOLUME, "persistentVolumeClaim": {"claimName": claim}}, *extra_volumes],
-                },
+                "spec": pod,
             },
         },
     })
