@@ -76,16 +76,18 @@ def facts(entry: Entry, root: Path = ROOT) -> dict:
     node_pool = _node_pool(provider, accel_row, machine, group, count, accel_spec.get("topology"))
     verify_path, verify_body = _verify(server_row, model_row["hfId"])
     build = server_row.get("modelBuild")
-    # A built model's context length is the build's (the models table's maxModelLen).
-    context = (f"{model_row['maxModelLen']} (built in)" if build else "") or _env(container, "MAX_MODEL_LEN") or next(
+    context = _env(container, "MAX_MODEL_LEN") or next(
         (str(a).split("=", 1)[1] for a in container.get("args") or [] if str(a).startswith("max_target_length=")), "")
+    if not context and build:  # set by the build (Triton's engine: the models table's maxModelLen)
+        context = f"{model_row['maxModelLen']} (built into the engine)"
     scrape = _scrape(objs, server_row)
     return {
         "entry": entry, "server": server_row, "model": model_row, "provider": provider, "kind": workload.kind,
         "workload": workload.name, "group": group, "context": context,
         "verify_path": verify_path, "verify_body": verify_body,
-        "converted": job.name.endswith("-convert"), "kaggle": (model_row.get("maxtext") or {}).get("kaggle"),
         "built": build["summary"] if build else "",
+        # A build from Kaggle needs the Kaggle API key instead of the HF token.
+        "kaggle": model_row.get(build.get("modelSection", ""), {}).get("kaggle") if build else None,
         "accelerator": entry.accelerator_text(), "machine": machine, "node_pool": node_pool,
         "parallelism": ", ".join(p for p in (f"tensor {tp}" if tp else "", f"pipeline {pp}" if pp else "") if p) or "none",
         "cpu": container["resources"]["requests"]["cpu"], "memory": container["resources"]["requests"]["memory"],

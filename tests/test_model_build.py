@@ -19,21 +19,29 @@ BUILDS = {name: row["modelBuild"] for name, row in tables.table("servers").items
 HEREDOC = re.compile(r"python3 - <<'PY'\n(.*?)\nPY\n", re.S)
 
 
-def _render(row: dict, root: str = "/models", revision=None) -> str:
+# Every models table section a build reads, with the model it belongs to.
+SECTIONS = [(server, model, row.get(BUILDS[server].get("modelSection", ""), {}))
+            for server in BUILDS for model, row in tables.table("models").items()
+            if not BUILDS[server].get("modelSection") or BUILDS[server]["modelSection"] in row]
+
+
+def _render(row: dict, root: str = "/models", revision=None, section=None) -> str:
     weights = f"{root}/org/model"
     return build.script(row, {"repo": "org/model", "revision": revision, "weights_dir": weights,
                               "output_dir": build.output_path(weights, row), "tensor_parallel": 2,
-                              "max_seq_len": 8192})
+                              "max_seq_len": 8192, "section": section or {}})
 
 
-@pytest.mark.parametrize("server", list(BUILDS))
+@pytest.mark.parametrize("server,model,section", SECTIONS, ids=[f"{s}-{m}" for s, m, _ in SECTIONS])
 @pytest.mark.parametrize("revision", [None, "main"])
-def test_build_script_is_valid_shell_and_python(server, revision):
-    text = _render(BUILDS[server], revision=revision)
+def test_build_script_is_valid_shell_and_python(server, model, section, revision):
+    if revision and section.get("from") == "kaggle":
+        with pytest.raises(build.FunctionError, match="spec.revision"):
+            _render(BUILDS[server], revision=revision, section=section)
+        return
+    text = _render(BUILDS[server], revision=revision, section=section)
     subprocess.run(["bash", "-n", "-c", text], check=True)
-    snippets = HEREDOC.findall(text)
-    assert snippets, "no Python steps found"
-    for snippet in snippets:
+    for snippet in HEREDOC.findall(text):
         compile(snippet, f"{server} build step", "exec")
     assert "$(" not in text, "Kubernetes would expand $(...) in a container command"
 

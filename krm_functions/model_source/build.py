@@ -1,9 +1,10 @@
 """A server's modelBuild: the model-load Job also builds what the server loads.
 
-The servers table names a Jinja2 script in data/model-builds/ and where its output
-goes below the model's directory; this module renders the script and, when the
-build must run on the server's own accelerators (a TensorRT engine is specific to
-the GPU model and the tensor-parallel size), gives the Job the server pod's
+The servers table names a Jinja2 script in data/model-builds/, where its output
+goes below the model's directory, and what the Job needs (image, env, memory,
+disk); this module renders the script and assembles the Job's pod. When the
+build must run on the server's own accelerators (a TensorRT engine is specific
+to the GPU model and the tensor-parallel size), the Job gets the server pod's
 scheduling and devices.
 """
 
@@ -23,10 +24,27 @@ BUILDS_DIR = os.path.join(tables.DATA_DIR, "model-builds")
 NOT_DEVICES = ("cpu", "memory", "ephemeral-storage", "hugepages-")
 # Scheduling the build pod copies from the server pod, so it lands on the same kind of node.
 SCHEDULING = ("nodeSelector", "tolerations", "affinity")
+# Where Kaggle's CLI reads kaggle.json from (the Secret `kaggle-credentials`).
+KAGGLE_DIR = "/kaggle"
+
+
+class Rejected(Exception):
+    """A template refusing its input: (config field, message)."""
 
 
 def output_path(repo_dir: str, build: dict) -> str:
     return f"{repo_dir}/{build['output']}"
+
+
+def model_section(build: dict, model_row: Optional[dict], model_name: Optional[str], server_name: str) -> dict:
+    """The models table section the build reads (modelBuild.modelSection), or {}."""
+    name = build.get("modelSection")
+    if not name:
+        return {}
+    if not model_row or name not in model_row:
+        raise FunctionError.at(None, "spec.model", f"server {server_name} builds its model from the models "
+                               f"table's `{name}` section, and {model_name or 'this model'} has none")
+    return model_row[name]
 
 
 def tensor_parallel(target: ServerTarget) -> int:
@@ -58,30 +76,56 @@ def devices(target: ServerTarget) -> dict:
 def script(build: dict, context: dict) -> str:
     import jinja2  # only entries with a modelBuild pay for the import
 
+    def reject(field: str, message: str) -> None:
+        raise Rejected(field, message)
+
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(BUILDS_DIR), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, autoescape=False)
     env.filters["sh"] = lambda value: shlex.quote(str(value))
     env.filters["py"] = repr
-    return env.get_template(build["script"]).render(settings=build.get("settings") or {}, **context)
+    env.globals["reject"] = reject
+    try:
+        return env.get_template(build["script"]).render(settings=build.get("settings") or {}, **context)
+    except Rejected as err:
+        field, message = err.args
+        raise FunctionError.at(None, f"spec.{field}", message) from None
 
 
-def memory_gib(model_row: dict) -> int:
-    """Loading and converting the weights holds them in host memory about twice."""
+def memory_gib(build: dict, model_row: dict) -> int:
+    """Host memory: the weights times modelBuild.memoryFactor (loading and converting
+    hold them several times over), at least 32 GiB, in steps of 16 GiB."""
     weights = model_row["parametersB"] * tables.DTYPE_BYTES[model_row["dtype"]]
-    return max(32, int(math.ceil(weights * 2 / 16.0) * 16))
+    return max(32, int(math.ceil(weights * build.get("memoryFactor", 2) / 16.0) * 16))
 
 
-def pod(target: ServerTarget, build: dict, model_row: dict, repo: str, repo_dir: str, revision: Optional[str],
-        hf_token: dict, volume: dict, mount: str) -> dict:
+def _credentials(section: dict, hf_token: dict) -> tuple[list[dict], list[dict], list[dict]]:
+    """(env, mounts, volumes) for where the weights come from: Kaggle (the model
+    section's `from: kaggle`, its API key in the Secret kaggle-credentials) or Hugging Face."""
+    if section.get("from") == "kaggle":
+        return ([{"name": "KAGGLE_CONFIG_DIR", "value": KAGGLE_DIR}],
+                [{"name": "kaggle-credentials", "mountPath": KAGGLE_DIR, "readOnly": True}],
+                [{"name": "kaggle-credentials", "secret": {"secretName": "kaggle-credentials", "defaultMode": 0o400}}])
+    return [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": hf_token}}], [], []
+
+
+def pod(target: ServerTarget, build: dict, model_row: dict, section: dict, repo: str, repo_dir: str,
+        revision: Optional[str], hf_token: dict, volume: dict, mount: str) -> dict:
     """The build Job's pod spec: one container running the rendered script."""
     tmpl: PodTemplate = target.template
-    context = {"repo": repo, "revision": revision, "weights_dir": repo_dir,
+    context = {"repo": repo, "revision": revision, "weights_dir": repo_dir, "section": section,
                "output_dir": output_path(repo_dir, build), "tensor_parallel": tensor_parallel(target),
                "max_seq_len": model_row["maxModelLen"]}
-    memory = f"{memory_gib(model_row)}Gi"
+    command = ["bash", "-c", script(build, context)]
+    memory = f"{memory_gib(build, model_row)}Gi"
     resources: dict = {"requests": {"cpu": "8", "memory": memory}, "limits": {"memory": memory}}
-    mounts = [{"name": volume["name"], "mountPath": mount}]
-    volumes, scheduling = [volume], {}
+    if build.get("ephemeralStorage"):  # what the script installs or unpacks on the container's disk
+        for kind in ("requests", "limits"):
+            resources[kind]["ephemeral-storage"] = build["ephemeralStorage"]
+    env, mounts, volumes = _credentials(section, hf_token)
+    env = [*({"name": k, "value": str(v)} for k, v in (build.get("env") or {}).items()),
+           {"name": "HF_HOME", "value": "/tmp/hf-home"}, *env]
+    mounts, volumes = [{"name": volume["name"], "mountPath": mount}, *mounts], [volume, *volumes]
+    scheduling: dict = {}
     if build.get("onServerAccelerator"):
         for name, count in devices(target).items():
             resources["requests"][name] = resources["limits"][name] = count
@@ -97,9 +141,8 @@ def pod(target: ServerTarget, build: dict, model_row: dict, repo: str, repo_dir:
         "containers": [{
             "name": "build",
             "image": build.get("image") or target.server["image"],
-            "command": ["bash", "-c", script(build, context)],
-            "env": [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": hf_token}},
-                    {"name": "HF_HOME", "value": "/tmp/hf-home"}],
+            "command": command,
+            "env": env,
             "resources": resources,
             "securityContext": {"allowPrivilegeEscalation": False},
             "volumeMounts": mounts,

@@ -14,7 +14,7 @@ from typing import Optional
 
 from .. import tables
 from ..krmfn import Context, Function, FunctionError, KubeObject, PodTemplate
-from . import build as model_build, maxtext
+from . import build as model_build
 from ..workloads import TARGET_SCHEMA, ServerTarget, add_mount, add_volume, get_env, set_env, targets
 
 PREREQUISITE_LABEL = "prerequisite"
@@ -220,8 +220,7 @@ def _plan(target: ServerTarget, spec: dict, source: Optional[Source], row: Optio
     if row is None and name:
         # The pods' label is read only when the table is needed: for the uri or the volume size.
         needs_row = source is None or (source.scheme == "hf" and (
-            "size" not in (spec.get("storage") or {}) or "checkpoint" in target.server
-            or "modelBuild" in target.server))
+            "size" not in (spec.get("storage") or {}) or "modelBuild" in target.server))
         row = tables.model(name, obj, label_path) if needs_row else None
     if source is None:
         if not name:
@@ -247,15 +246,13 @@ def _mount_source(plan: Plan, spec: dict) -> str:
     if source.scheme == "hf":
         volume = {"persistentVolumeClaim": {"claimName": _claim_name(plan), "readOnly": True}}
         local_path = f"{mount}/{source.repo}"
-        checkpoint, build = plan.targets[0].server.get("checkpoint"), plan.targets[0].server.get("modelBuild")
+        build = plan.targets[0].server.get("modelBuild")
         if build:  # the server loads what the model-load Job builds from the weights
+            section = model_build.model_section(build, plan.model_row, plan.model_name, plan.targets[0].server_name)
             local_path = model_build.output_path(local_path, build)
-        if checkpoint:  # the server loads a converted checkpoint, with its model config and tokenizer
-            settings = maxtext.model_settings(plan.model_row, plan.model_name, plan.targets[0].server_name)
-            local_path = maxtext.checkpoint_path(local_path)
-            for target in plan.targets:
-                set_env(target.container, checkpoint["modelNameEnv"], settings["model"])
-                set_env(target.container, checkpoint["tokenizerEnv"], settings["tokenizer"])
+            for target in plan.targets:  # e.g. JetStream's model config name and tokenizer
+                for env, key in (build.get("serverEnv") or {}).items():
+                    set_env(target.container, env, section[key])
     elif source.scheme == "gs":
         options = "implicit-dirs" + (f",only-dir={source.path}" if source.path else "")
         volume = {"csi": {"driver": GCSFUSE_DRIVER, "readOnly": True,
@@ -365,8 +362,7 @@ def _generate(ctx: Context, plan: Plan, spec: dict) -> tuple[str, str]:
         if plan.model_row is None:
             raise FunctionError.at(None, "spec.storage.size", f"no model row to size the volume for {source.uri}: "
                                    f"set spec.storage.size or spec.model")
-        factor = (maxtext.DISK_FACTOR if "checkpoint" in target.server
-                  else (target.server.get("modelBuild") or {}).get("diskFactor", 1))
+        factor = (target.server.get("modelBuild") or {}).get("diskFactor", 1)
         size = f"{tables.weights_gib(plan.model_row) * factor}Gi"
     claim, mode = _claim_name(plan), storage.get("accessMode", "ReadWriteMany")
     _check_access_mode(ctx, obj, mode)
@@ -380,20 +376,15 @@ def _generate(ctx: Context, plan: Plan, spec: dict) -> tuple[str, str]:
 
     secret = spec.get("hfTokenSecret") or {}
     hf_token = {"name": secret.get("name", "hf-token"), "key": secret.get("key", "token")}
-    checkpoint, build = target.server.get("checkpoint"), target.server.get("modelBuild")
+    build = target.server.get("modelBuild")
     weights = {"name": VOLUME, "persistentVolumeClaim": {"claimName": claim}}
     if build:
-        # Mounted where the server mounts it: the build writes these paths into its output.
-        pod = model_build.pod(target, build, plan.model_row, source.repo, f"{spec['mountPath']}/{source.repo}",
-                              spec.get("revision"), hf_token, weights, spec["mountPath"])
+        section = model_build.model_section(build, plan.model_row, plan.model_name, target.server_name)
+        # Mounted where the server mounts it: a build may write these paths into its output.
+        pod = model_build.pod(target, build, plan.model_row, section, source.repo,
+                              f"{spec['mountPath']}/{source.repo}", spec.get("revision"), hf_token, weights,
+                              spec["mountPath"])
         job, component = f"{plan.base_name}-build", "model-build"
-    elif checkpoint:
-        settings = maxtext.model_settings(plan.model_row, plan.model_name, target.server_name)
-        container, extra_volumes = maxtext.container(checkpoint, settings, plan.model_row,
-                                                     f"{JOB_MOUNT}/{source.repo}", source.repo,
-                                                     spec.get("revision"), hf_token, JOB_MOUNT)
-        pod = {"restartPolicy": "OnFailure", "containers": [container], "volumes": [weights, *extra_volumes]}
-        job, component = f"{plan.base_name}-convert", "model-convert"
     else:
         container = _download_container(target, source, spec.get("revision"), hf_token)
         pod = {"restartPolicy": "OnFailure", "containers": [container], "volumes": [weights]}
