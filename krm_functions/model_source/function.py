@@ -1,6 +1,7 @@
 """ModelSource: where the server reads its model weights from.
 
-hf:// sources get a PersistentVolumeClaim and a download Job (generated here);
+hf:// sources get a PersistentVolumeClaim and a download Job (generated here), or a
+build Job for servers that load something built from the weights (build.py);
 gs://, pvc:// and oci:// sources are mounted straight into the server pods.
 In every case the server container's model env var (the servers table's
 `modelEnv`, MODEL_ID) points at the local weights.
