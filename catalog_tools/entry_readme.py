@@ -10,6 +10,8 @@ import jinja2
 
 from krm_functions import tables
 from krm_functions.krmfn import KubeObject, yamlio
+from krm_functions.model_source import build as model_build
+from krm_functions.workloads import get_arg, get_env, get_param
 
 from .catalog import Entry
 from .render import ROOT, render
@@ -19,21 +21,14 @@ TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).par
 
 
 def _env(container: dict, name: str) -> str:
-    return next((str(e.get("value")) for e in container.get("env") or [] if e.get("name") == name), "")
-
-
-def _arg(container: dict, flag: str) -> str:
-    return next((a.split("=", 1)[1] for a in container.get("args") or [] if str(a).startswith(flag + "=")), "")
+    return get_env(container, name) or ""
 
 
 def _parallel_args(server_row: dict, container: dict) -> tuple[str, str]:
-    """Tensor and pipeline sizes as rendered, read through the server's own flags or env vars."""
+    """Tensor and pipeline sizes as rendered, read the way the Accelerator function wrote them."""
     settings = server_row.get("parallelism") or {}
-
-    def size(kind: str) -> str:
-        setting = settings.get(kind) or {}
-        return _arg(container, setting["arg"]) if "arg" in setting else _env(container, setting.get("env", ""))
-    return size("tensor"), size("pipeline")
+    tp, pp = (get_param(container, settings.get(kind) or {}) or "" for kind in ("tensor", "pipeline"))
+    return tp, pp
 
 
 def _node_pool(provider: dict, accel_row: dict, machine: str, nodes: int, count=None, topology=None) -> str:
@@ -76,8 +71,7 @@ def facts(entry: Entry, root: Path = ROOT) -> dict:
     node_pool = _node_pool(provider, accel_row, machine, group, count, accel_spec.get("topology"))
     verify_path, verify_body = _verify(server_row, model_row["hfId"])
     build = server_row.get("modelBuild")
-    context = _env(container, "MAX_MODEL_LEN") or next(
-        (str(a).split("=", 1)[1] for a in container.get("args") or [] if str(a).startswith("max_target_length=")), "")
+    context = _env(container, "MAX_MODEL_LEN") or get_arg(container, "max_target_length") or ""
     if not context and build:  # set by the build (Triton's engine: the models table's maxModelLen)
         context = f"{model_row['maxModelLen']} (built into the engine)"
     scrape = _scrape(objs, server_row)
@@ -87,7 +81,8 @@ def facts(entry: Entry, root: Path = ROOT) -> dict:
         "verify_path": verify_path, "verify_body": verify_body,
         "built": build["summary"] if build else "",
         # A build from Kaggle needs the Kaggle API key instead of the HF token.
-        "kaggle": model_row.get(build.get("modelSection", ""), {}).get("kaggle") if build else None,
+        "kaggle": model_build.kaggle_handle(model_build.model_section(build, model_row, entry.model, entry.server))
+        if build else None,
         "accelerator": entry.accelerator_text(), "machine": machine, "node_pool": node_pool,
         "parallelism": ", ".join(p for p in (f"tensor {tp}" if tp else "", f"pipeline {pp}" if pp else "") if p) or "none",
         "cpu": container["resources"]["requests"]["cpu"], "memory": container["resources"]["requests"]["memory"],

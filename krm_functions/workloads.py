@@ -113,6 +113,25 @@ def get_env(container: dict, name: str) -> Optional[str]:
     return None
 
 
+def get_arg(container: dict, flag: str) -> Optional[str]:
+    """The value of `--flag=value` or `--flag value` (set_arg's forms), or None."""
+    for key in ("command", "args"):
+        args = container.get(key) or []
+        for i, arg in enumerate(args):
+            if arg == flag and i + 1 < len(args):
+                return str(args[i + 1])
+            if isinstance(arg, str) and arg.startswith(flag + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def get_param(container: dict, setting: dict) -> Optional[str]:
+    """A server parameter as set_param wrote it (an argument or an env var), or None."""
+    if "arg" in setting:
+        return get_arg(container, setting["arg"])
+    return get_env(container, setting["env"]) if "env" in setting else None
+
+
 def set_param(container: dict, key: str, value: Any, setting: dict) -> None:
     """Apply a server parameter the way the servers table says: an argument
     (`--flag=v` or maxengine-style `key=v`) or an environment variable."""
@@ -131,6 +150,10 @@ def upsert_named(items: list, entry: dict, key: str = "name") -> None:
             items[i] = entry
             return
     items.append(entry)
+
+
+# The memory-backed /dev/shm volume the Accelerator function gives GPU/TPU pods.
+SHM_VOLUME = "dshm"
 
 
 def add_toleration(spec: dict, toleration: dict) -> None:

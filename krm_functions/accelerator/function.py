@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import tables
 from ..krmfn import Context, Function, FunctionError
 from ..spot.function import apply_spot
-from ..workloads import TARGET_SCHEMA, ServerTarget, add_mount, add_toleration, add_volume, set_param, targets
+from ..workloads import SHM_VOLUME, TARGET_SCHEMA, ServerTarget, add_mount, add_toleration, add_volume, set_param, targets
 
 SPEC_SCHEMA = {
     "type": "object",
@@ -114,8 +114,8 @@ def _inject(target: ServerTarget, spec: dict, provider: dict, accel: dict, per_p
 
 def _add_shm(tmpl, container: dict, spec: dict) -> None:
     """NCCL and the servers' worker processes exchange tensors through /dev/shm."""
-    add_volume(tmpl, {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec["shmSize"]}})
-    add_mount(container, {"name": "dshm", "mountPath": "/dev/shm"})
+    add_volume(tmpl, {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": spec["shmSize"]}})
+    add_mount(container, {"name": SHM_VOLUME, "mountPath": "/dev/shm"})
 
 
 FUNCTION = Function(

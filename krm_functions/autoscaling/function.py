@@ -189,9 +189,14 @@ def _metric(spec: dict, st: ScrapeTarget) -> tuple[str, str, str, dict]:
     return name, exports[name], str(spec.get("targetValue", intent["target"])), labels
 
 
+def _matchers(labels: dict) -> list[str]:
+    """PromQL label matchers: k="v"."""
+    return [f"{k}={json.dumps(v)}" for k, v in labels.items()]
+
+
 def series(metric: str, labels: dict) -> str:
     """The metric with its label values, as PromQL writes them: m{k="v"}."""
-    return metric + ("{" + ",".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "}" if labels else "")
+    return metric + ("{" + ",".join(_matchers(labels)) + "}" if labels else "")
 
 
 def quantity(value: object, path: str = "spec.targetValue") -> Decimal:
@@ -276,14 +281,14 @@ def keda_query(ctx: Context, metric: str, st: ScrapeTarget, labels: dict) -> str
 
     The selector labels are on the series because the PodMonitor copies them
     (podTargetLabels), under their sanitised names."""
-    matchers = [f"{k}={json.dumps(v)}" for k, v in labels.items()]
+    matchers = _matchers(labels)
     if st.namespace:
         matchers.append(f"namespace={json.dumps(st.namespace)}")
     else:
         ctx.warning("no namespace: the KEDA query matches the workload's labels in every namespace "
                     "(set the namespace before this function runs, or set spec.keda.query)", st.obj,
                     "metadata.namespace")
-    matchers += [f"{target_label(k)}={json.dumps(str(v))}" for k, v in st.match_labels.items()]
+    matchers += _matchers({target_label(k): str(v) for k, v in st.match_labels.items()})
     return f"sum({metric}{{{','.join(matchers)}}})"
 
 

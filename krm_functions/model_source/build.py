@@ -17,7 +17,7 @@ from typing import Optional
 
 from .. import tables
 from ..krmfn import FunctionError, PodTemplate
-from ..workloads import ServerTarget, get_env
+from ..workloads import SHM_VOLUME, ServerTarget, get_param
 
 BUILDS_DIR = os.path.join(tables.DATA_DIR, "model-builds")
 # Resources the build Job takes from the server container as they are: the devices.
@@ -50,10 +50,7 @@ def model_section(build: dict, model_row: Optional[dict], model_name: Optional[s
 def tensor_parallel(target: ServerTarget) -> int:
     """The server's tensor-parallel size as the Accelerator function set it (1 when unset)."""
     setting = (target.server.get("parallelism") or {}).get("tensor") or {}
-    value = get_env(target.container, setting["env"]) if "env" in setting else None
-    if value is None and "arg" in setting:
-        value = next((str(a).split("=", 1)[1] for a in target.container.get("args") or []
-                      if str(a).startswith(setting["arg"] + "=")), None)
+    value = get_param(target.container, setting)
     try:
         return int(value) if value is not None else 1
     except ValueError:
@@ -98,10 +95,15 @@ def memory_gib(build: dict, model_row: dict) -> int:
     return max(32, int(math.ceil(weights * build.get("memoryFactor", 2) / 16.0) * 16))
 
 
+def kaggle_handle(section: dict) -> Optional[str]:
+    """The Kaggle handle when the model section says the weights come from Kaggle."""
+    return section.get("kaggle") if section.get("from") == "kaggle" else None
+
+
 def _credentials(section: dict, hf_token: dict) -> tuple[list[dict], list[dict], list[dict]]:
-    """(env, mounts, volumes) for where the weights come from: Kaggle (the model
-    section's `from: kaggle`, its API key in the Secret kaggle-credentials) or Hugging Face."""
-    if section.get("from") == "kaggle":
+    """(env, mounts, volumes) for where the weights come from: Kaggle (its API key in
+    the Secret kaggle-credentials) or Hugging Face."""
+    if kaggle_handle(section):
         return ([{"name": "KAGGLE_CONFIG_DIR", "value": KAGGLE_DIR}],
                 [{"name": "kaggle-credentials", "mountPath": KAGGLE_DIR, "readOnly": True}],
                 [{"name": "kaggle-credentials", "secret": {"secretName": "kaggle-credentials", "defaultMode": 0o400}}])
@@ -131,10 +133,10 @@ def pod(target: ServerTarget, build: dict, model_row: dict, section: dict, repo:
             resources["requests"][name] = resources["limits"][name] = count
         scheduling = {key: tmpl.spec[key] for key in SCHEDULING if tmpl.spec.get(key)}
         # NCCL and the build's MPI workers share tensors through /dev/shm, as the server's do.
-        shm = next((v for v in tmpl.spec.get("volumes") or [] if v.get("name") == "dshm"), None)
+        shm = next((v for v in tmpl.spec.get("volumes") or [] if v.get("name") == SHM_VOLUME), None)
         if shm is not None:
             volumes.append(shm)
-            mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+            mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
     return {
         "restartPolicy": "OnFailure",
         **scheduling,

@@ -1,0 +1,20 @@
+"""Reading a server parameter back gives what setting it wrote, in every form."""
+
+import pytest
+
+from krm_functions.workloads import get_param, set_param
+
+
+@pytest.mark.parametrize("args", [[], ["--tp=1"], ["--tp", "1"], ["serve", "--tp", "1", "--port=8000"]])
+def test_get_param_reads_what_set_param_wrote_as_an_argument(args):
+    container = {"args": list(args)}
+    set_param(container, "tensor", 4, {"arg": "--tp"})
+    assert get_param(container, {"arg": "--tp"}) == "4"
+
+
+def test_get_param_reads_env_and_reports_unset():
+    container = {"env": [{"name": "WORLD_SIZE", "value": "1"}]}
+    set_param(container, "tensor", 2, {"env": "WORLD_SIZE"})
+    assert get_param(container, {"env": "WORLD_SIZE"}) == "2"
+    assert get_param(container, {"arg": "--tp"}) is None
+    assert get_param(container, {}) is None
