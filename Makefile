@@ -18,7 +18,7 @@ SERVING_CATALOG_CRDS ?= $(CURDIR)/build/crds
 export SERVING_CATALOG_CRDS
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv docker images demo test validate generate deploy new-model e2e crds bench clean
+.PHONY: help setup venv docker images demo test validate conformance conformance-envs generate deploy new-model e2e crds bench clean
 
 help:
 	@echo "make demo     set up, then render ENTRY ($(ENTRY)) with the functions in containers"
@@ -26,6 +26,7 @@ help:
 	@echo "make setup    .venv with pinned tools, a Docker engine, the function image $(IMAGE)"
 	@echo "make images   (re)build the function image"
 	@echo "make validate render every catalog entry and validate it strictly (part of make test)"
+	@echo "make conformance [ENTRY=...]  the conformance tier: real server parsers, releases, memory (part of make test)"
 	@echo "make generate regenerate components/, catalog.md and entry READMEs from the data tables"
 	@echo "make deploy ENTRY=...   model-load Job first, wait, then the server (needs kubectl access)"
 	@echo "make new-model SERVER=serving-catalog/core/deployment/vllm FROM=gemma-2b TO=gemma-7b-it"
@@ -55,8 +56,16 @@ crds:
 	@[ -n "$$(ls $(SERVING_CATALOG_CRDS)/*.yaml 2>/dev/null)" ] || scripts/fetch-crds $(SERVING_CATALOG_CRDS) \
 	  || echo "make crds: could not download CRDs; custom-resource checks will skip (they fail under CI=true)"
 
-test: setup crds
+test: setup crds conformance-envs
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The pinned server releases, CPU only, cached in build/conformance (minutes the first time).
+conformance-envs: venv
+	$(PY) -m catalog_tools.conformance --setup
+
+# Every entry, or one: make conformance ENTRY=serving-catalog/core/deployment/vllm/gemma-2b/gke
+conformance: setup conformance-envs
+	$(PY) -m catalog_tools.conformance $(if $(filter command line,$(origin ENTRY)),$(ENTRY))
 
 validate: setup crds
 	$(PY) -m catalog_tools.check_entries

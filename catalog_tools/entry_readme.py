@@ -13,7 +13,7 @@ from krm_functions.krmfn import KubeObject, yamlio
 from krm_functions.model_source import build as model_build
 from krm_functions.workloads import get_arg, get_env, get_param
 
-from .catalog import Entry
+from .catalog import Entry, memory_fit
 from .render import ROOT, render
 
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -51,6 +51,15 @@ def _scrape(objs: list[KubeObject], server_row: dict) -> str:
                  for o in objs if o.kind in ("PodMonitoring", "PodMonitor", "ServiceMonitor")), "none")
 
 
+def _memory_text(entry: Entry, root: Path) -> str:
+    fit = memory_fit(entry, root)
+    if fit is None:
+        return "not checked (no models table row)"
+    return (f"{fit.summary()} per device at context {fit.context}: {fit.weights_gib:.1f} GiB of weights and "
+            f"{fit.overhead_gib:.1f} GiB of overhead in {fit.budget_gib:.1f} GiB (memory fraction "
+            f"{fit.fraction:g} of {fit.device_gib:g} GiB); checked when the entry is built")
+
+
 def facts(entry: Entry, root: Path = ROOT) -> dict:
     objs = [KubeObject(d) for d in render(root / entry.path)]
     by_kind = {o.kind: o for o in objs}
@@ -77,7 +86,7 @@ def facts(entry: Entry, root: Path = ROOT) -> dict:
     scrape = _scrape(objs, server_row)
     return {
         "entry": entry, "server": server_row, "model": model_row, "provider": provider, "kind": workload.kind,
-        "workload": workload.name, "group": group, "context": context,
+        "workload": workload.name, "group": group, "context": context, "memory_fit": _memory_text(entry, root),
         "verify_path": verify_path, "verify_body": verify_body,
         "built": build["summary"] if build else "",
         # A build from Kaggle needs the Kaggle API key instead of the HF token.
@@ -117,6 +126,7 @@ def kserve_facts(entry: Entry, root: Path = ROOT) -> dict:
     return {
         "entry": entry, "server": server_row, "model": model_row, "provider": provider, "isvc": isvc.name,
         "runtime": runtime.name, "storage_uri": model["storageUri"], "context": _env(model, "MAX_MODEL_LEN"),
+        "memory_fit": _memory_text(entry, root),
         "accelerator": entry.accelerator_text(), "machine": machine, "node_pool": node_pool,
         "parallelism": f"tensor {tp}" if tp else "none",
         "cpu": model["resources"]["requests"]["cpu"], "memory": model["resources"]["requests"]["memory"],
@@ -155,6 +165,7 @@ def llmd_facts(entry: Entry, root: Path = ROOT) -> dict:
     hpa = next(iter(hpas.values()), None)
     return {
         "entry": entry, "name": name, "namespace": config.namespace, "provider": provider,
+        "memory_fit": _memory_text(entry, root),
         "model_name": spec["routing"]["modelName"], "gateway": spec["routing"]["gatewayRefs"][0]["name"],
         "roles": roles, "machine": machine, "node_pool": node_pool, "images": [f"`{i}`" for i in images],
         "pvc": {"name": pvc.name, "size": pvc.get("spec", "resources", "requests", "storage"),

@@ -50,10 +50,10 @@ def new_model(server_dir: Path, old: str, new: str, root: Path = ROOT) -> list[P
     server_dir = (root / server_dir).resolve() if not Path(server_dir).is_absolute() else Path(server_dir)
     source, target = server_dir / old, server_dir / new
     try:
-        row = tables.model(new)
+        tables.model(new)
     except FunctionError:
         raise NewModelError(f"{new}: not in krm_functions/data/models.yaml; add its row first "
-                            f"(hfId, parametersB, layers, kvHeads, headDim, dtype, maxModelLen)") from None
+                            f"(hfId, config, parametersB, layers, kvHeads, headDim, dtype, maxModelLen)") from None
     if not (source / "base" / "kustomization.yaml").exists():
         raise NewModelError(f"{source.relative_to(root)}: no model base to copy (expected base/kustomization.yaml)")
     if target.exists():
@@ -71,22 +71,7 @@ def new_model(server_dir: Path, old: str, new: str, root: Path = ROOT) -> list[P
         shutil.rmtree(target)  # nothing half-written
         raise NewModelError(f"the copied entry does not render, nothing was added:\n{err.stderr.strip()}") from None
     (root / "catalog.md").write_text(catalog.markdown(root))
-    for entry in created:
-        _fit_hint(entry, row)
     return [root / e.path for e in created]
-
-
-def _fit_hint(entry: catalog.Entry, row: dict) -> None:
-    """Say when the copied accelerator cannot hold the new model's weights."""
-    if not entry.accelerator:
-        return
-    accel = tables.accelerator(entry.provider, entry.accelerator["accelerator"])
-    devices = entry.accelerator.get("count") or tables.topology_chips(entry.accelerator["topology"])
-    weights = row["parametersB"] * tables.DTYPE_BYTES[row["dtype"]]
-    memory = devices * accel["memoryGiB"] * entry.group
-    if weights > 0.8 * memory:
-        print(f"note: {entry.path}: ~{weights:.0f} GB of weights on {memory} GiB of {accel['device']} memory "
-              f"per replica: choose a larger accelerator Component", file=sys.stderr)
 
 
 def main(argv: list[str]) -> int:

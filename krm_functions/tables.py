@@ -57,6 +57,11 @@ def model(name: str, obj: Any = None, path: str = "") -> dict:
     return _lookup(table("models"), name, "model", obj, path)
 
 
+def model_for_hf_id(hf_id: str) -> Optional[str]:
+    """The models table row whose hfId this is, or None."""
+    return next((name for name, row in table("models").items() if row["hfId"] == hf_id), None)
+
+
 def topology_chips(topology: str) -> int:
     return math.prod(int(d) for d in topology.split("x"))
 

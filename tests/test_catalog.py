@@ -128,23 +128,37 @@ def test_new_model_script_makes_a_working_entry(docker_image, validator, tmp_pat
     for part in ("serving-catalog", "components"):
         shutil.copytree(ROOT / part, tmp_path / part)
     (tmp_path / "catalog.md").write_text((ROOT / "catalog.md").read_text())
-    created = new_model(Path("serving-catalog/core/deployment/vllm"), "gemma-2b", "gemma-7b-it", tmp_path)
+    server = Path("serving-catalog/core/deployment/vllm")
+    created = new_model(server, "gemma-3-27b-it", "gemma-7b-it", tmp_path)
     assert created == [tmp_path / "serving-catalog/core/deployment/vllm/gemma-7b-it/gke"]
     entry = next(e for e in entries_at(tmp_path) if tmp_path / e.path == created[0])
     docs = render(tmp_path / entry.path)
     assert validator.validate_all(docs) == []
     names = {(d["kind"], d["metadata"]["name"]) for d in docs}
     assert ("Deployment", "vllm-gemma-7b-it") in names and ("Job", "vllm-gemma-7b-it-download") in names
-    assert "gemma-2b" not in str(docs)
+    assert "gemma-3-27b-it" not in str(docs)
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["SERVED_MODEL_NAME"] == tables.model("gemma-7b-it")["hfId"]
     assert "gemma-7b-it" in (tmp_path / "catalog.md").read_text()
     assert "google/gemma-7b-it" in (tmp_path / entry.path / "README.md").read_text()
     with pytest.raises(NewModelError, match="already exists"):
-        new_model(Path("serving-catalog/core/deployment/vllm"), "gemma-2b", "gemma-7b-it", tmp_path)
+        new_model(server, "gemma-2b", "gemma-7b-it", tmp_path)
     with pytest.raises(NewModelError, match="not in krm_functions/data/models.yaml"):
-        new_model(Path("serving-catalog/core/deployment/vllm"), "gemma-2b", "no-such-model", tmp_path)
+        new_model(server, "gemma-2b", "no-such-model", tmp_path)
+
+
+def test_new_model_on_an_accelerator_it_does_not_fit_writes_nothing(docker_image, tmp_path):
+    """Gemma 7B's 16 GiB of weights leave one L4 too little KV cache for its 8k context."""
+    from catalog_tools.new_model import NewModelError, new_model
+
+    for part in ("serving-catalog", "components"):
+        shutil.copytree(ROOT / part, tmp_path / part)
+    (tmp_path / "catalog.md").write_text((ROOT / "catalog.md").read_text())
+    with pytest.raises(NewModelError, match="the model does not fit at context 8192: 1 x L4"):
+        new_model(Path("serving-catalog/core/deployment/vllm"), "gemma-2b", "gemma-7b-it", tmp_path)
+    assert not (tmp_path / "serving-catalog/core/deployment/vllm/gemma-7b-it").exists()
+    assert (tmp_path / "catalog.md").read_text() == (ROOT / "catalog.md").read_text()
 
 
 def test_model_names_are_rewritten_whole():

@@ -28,7 +28,8 @@ SECTIONS = [(server, model, row.get(BUILDS[server].get("modelSection", ""), {}))
 def _render(row: dict, root: str = "/models", revision=None, section=None) -> str:
     weights = f"{root}/org/model"
     return build.script(row, {"repo": "org/model", "revision": revision, "weights_dir": weights,
-                              "output_dir": build.output_path(weights, row), "tensor_parallel": 2,
+                              "output_dir": build.output_path(weights, row),
+                              "server_dir": build.server_path(weights, row), "tensor_parallel": 2,
                               "max_seq_len": 8192, "section": section or {}})
 
 
@@ -68,7 +69,7 @@ MODELS = ("ensemble", "preprocessing", "tensorrt_llm", "postprocessing")
 
 def _run_repository_step(monkeypatch, tmp_path, configs: dict[str, str]) -> tuple[int, str]:
     text = _render(BUILDS["triton-trtllm"], root=str(tmp_path))
-    step = next(s for s in HEREDOC.findall(text) if "model_repository" in s)
+    step = next(s for s in HEREDOC.findall(text) if "TEMPLATES" in s)
     urls = []
 
     def urlopen(url):

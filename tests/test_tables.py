@@ -48,7 +48,7 @@ def test_model_build_rows_name_a_script_and_say_what_they_build(name):
     output = row["output"]  # a directory below the model's, on the weights volume
     assert output and not output.startswith("/") and ".." not in output.split("/") and row["summary"]
     assert set(row) <= {"script", "summary", "image", "output", "onServerAccelerator", "modelSection",
-                        "serverEnv", "env", "diskFactor", "memoryFactor", "ephemeralStorage", "settings"}, row
+                        "serverEnv", "serverPath", "env", "diskFactor", "memoryFactor", "ephemeralStorage", "settings"}, row
     assert isinstance(row.get("diskFactor", 1), int) and row.get("diskFactor", 1) >= 1
 
 

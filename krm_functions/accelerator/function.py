@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from .. import tables
+from typing import Optional
+
+from .. import memory, tables
 from ..krmfn import Context, Function, FunctionError
 from ..spot.function import apply_spot
 from ..workloads import SHM_VOLUME, TARGET_SCHEMA, ServerTarget, add_mount, add_toleration, add_volume, set_param, targets
+
+# LeaderWorkerSet places each group alone in one domain of this node label
+# (kubernetes-sigs/lws api/leaderworkerset/v1: ExclusiveKeyAnnotationKey).
+EXCLUSIVE_TOPOLOGY = "leaderworkerset.sigs.k8s.io/exclusive-topology"
 
 SPEC_SCHEMA = {
     "type": "object",
@@ -32,7 +38,10 @@ def transform(ctx: Context, spec: dict) -> None:
     per_pod, hosts, machine = _devices(accel, spec)
     for target in targets(ctx, spec):
         _check_group(target, hosts)
-        _inject(target, spec, provider, accel, per_pod, hosts)
+        fit = _inject(target, spec, provider, accel, per_pod, hosts)
+        if fit is not None:
+            ctx.info(f"memory {fit.summary()} at context {fit.context} "
+                     f"({fit.weights_gib:.1f} GiB weights per device)", target.obj)
     ctx.info(f"{accel['name']}: {per_pod} per pod, {hosts} host(s), machine type {machine}")
 
 
@@ -76,7 +85,8 @@ def _check_group(target: ServerTarget, hosts: int) -> None:
                                f"use a LeaderWorkerSet with size {hosts}, not a {obj.kind}")
 
 
-def _inject(target: ServerTarget, spec: dict, provider: dict, accel: dict, per_pod: int, hosts: int) -> None:
+def _inject(target: ServerTarget, spec: dict, provider: dict, accel: dict, per_pod: int,
+            hosts: int) -> Optional[memory.Fit]:
     tmpl, container, server = target.template, target.container, target.server
     gpu = accel["type"] == "gpu"
     resource = provider["gpuResource" if gpu else "tpuResource"]
@@ -94,22 +104,49 @@ def _inject(target: ServerTarget, spec: dict, provider: dict, accel: dict, per_p
         add_toleration(tmpl.spec, toleration)
     if spec["spot"]:
         apply_spot(tmpl, provider, spec["provider"])
+    if not gpu and hosts > 1:  # one group per slice: its hosts share the slice's interconnect
+        target.obj.set_annotation(EXCLUSIVE_TOPOLOGY, provider["tpuSliceLabel"])
 
-    if target.template.role == "worker":
-        return _add_shm(tmpl, container, spec)  # workers join the leader's Ray cluster: no server flags
     # GPUs across nodes talk over the network: split layers across pods (pipeline)
     # and tensors within a pod. A TPU slice's interconnect spans its hosts, so
-    # tensor parallelism covers every chip of the slice.
+    # tensor parallelism covers every chip of the slice. Where the workers of a group
+    # start the same engine as the leader (servers table multiHostWorkers), they get
+    # the same sizes.
     group = target.obj.get("spec", "leaderWorkerTemplate", "size", default=1) if target.obj.kind == "LeaderWorkerSet" else 1
     parallel = server.get("parallelism") or {}
-    if gpu and group > 1 and "pipeline" in parallel:
-        set_param(container, "pipeline", group, parallel["pipeline"])
-        tensor = per_pod
-    else:
-        tensor = per_pod * (hosts if not gpu else group)
+    if target.template.role == "worker" and server.get("multiHostWorkers") != "engine":
+        _add_shm(tmpl, container, spec)
+        return None  # the workers join the leader's Ray cluster: no engine flags
+    tensor, pipeline = parallel_sizes(server, gpu, per_pod, hosts, group)
+    if pipeline > 1:
+        set_param(container, "pipeline", pipeline, parallel["pipeline"])
     if "tensor" in parallel:
         set_param(container, "tensor", tensor, parallel["tensor"])
     _add_shm(tmpl, container, spec)
+    return None if target.template.role == "worker" else _check_memory(target, accel, tensor, pipeline)
+
+
+def parallel_sizes(server: dict, gpu: bool, per_pod: int, hosts: int, group: int) -> tuple[int, int]:
+    """(tensor, pipeline) parallel sizes: GPUs of a pod in tensor, pods of a group in pipeline
+    where the server can; TPU chips of every host of the slice in tensor."""
+    pipeline = group if gpu and group > 1 and "pipeline" in (server.get("parallelism") or {}) else 1
+    tensor = per_pod if pipeline > 1 else per_pod * (hosts if not gpu else group)
+    return tensor, pipeline
+
+
+def _check_memory(target: ServerTarget, accel: dict, tensor: int, pipeline: int) -> Optional[memory.Fit]:
+    """The model and one sequence at the entry's context fit the devices, or the build fails
+    with the numbers. Skipped when the pods name no model of the models table."""
+    model_row = tables.table("models").get(target.model_name) if target.model_name else None
+    if model_row is None or "memory" not in target.server:
+        return None
+    context_env = target.server.get("contextLengthEnv")
+    fit = memory.check(target.server, model_row, accel, target.container, tensor, pipeline, context_env,
+                       target.obj, target.container_path)
+    if not fit.fits:
+        path = f"{target.container_path}.env.{context_env}" if context_env else target.container_path
+        raise FunctionError.at(target.obj, path, fit.problem(accel["device"]), current=fit.context)
+    return fit
 
 
 def _add_shm(tmpl, container: dict, spec: dict) -> None:

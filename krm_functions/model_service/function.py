@@ -137,6 +137,8 @@ def transform(ctx: Context, spec: dict) -> None:
                                "use hf://, pvc:// or oci://")
     model_path, mounted = _paths(source)
     values = templating.variables(name, namespace, spec, model_path, mounted)
+    # The models table row, for the memory fit and the download's size.
+    model_name = tables.model_for_hf_id(source.repo) if source.scheme == "hf" else None
 
     def render(key: str):
         if key not in templates:
@@ -146,7 +148,7 @@ def transform(ctx: Context, spec: dict) -> None:
 
     for role in roles:
         deployment = render(f"{role}Deployment")
-        _shape_role(deployment, role, spec, values, name, base)
+        _shape_role(deployment, role, spec, values, name, base, model_name)
         ctx.add(deployment)
         ctx.add(render(f"{role}Service"))
     picker = render("eppDeployment")
@@ -194,7 +196,8 @@ def _paths(source: model_source.Source) -> tuple[str, str]:
     return source.reference, mount
 
 
-def _shape_role(deployment: dict, role: str, spec: dict, values: dict, name: str, base: KubeObject) -> None:
+def _shape_role(deployment: dict, role: str, spec: dict, values: dict, name: str, base: KubeObject,
+                model_name: Optional[str]) -> None:
     """ModelService over the BaseConfig's Deployment, and the labels everything selects on."""
     obj = KubeObject(deployment)
     if obj.kind != "Deployment":
@@ -207,6 +210,8 @@ def _shape_role(deployment: dict, role: str, spec: dict, values: dict, name: str
         {k: labels[k] for k in (MODEL_LABEL, ROLE_LABEL)} | {"app.kubernetes.io/instance": name})
     pod_labels = obj.setdefault_map("spec", "template", "metadata", "labels")
     pod_labels.update(labels | {"app.kubernetes.io/instance": name})
+    if model_name:
+        pod_labels[tables.MODEL_LABEL] = model_name
     _merge_pod(deployment, spec[role].get("containers"), values, f"spec.{role}", spec[role].get("initContainers"))
     if spec[role].get("volumes"):
         pod_spec = obj.setdefault_map("spec", "template", "spec")
@@ -240,8 +245,8 @@ def _load_model(ctx: Context, spec: dict, source: model_source.Source, name: str
     artifacts = spec["modelArtifacts"]
     found = [t for role in roles
              for t in targets(ctx, {"workload": {"kind": "Deployment", "name": f"{name}-{role}"}})]
-    row = next((r for r in tables.table("models").values()
-                if source.scheme == "hf" and r["hfId"] == source.repo), None)
+    model_name = tables.model_for_hf_id(source.repo) if source.scheme == "hf" else None
+    row = tables.model(model_name) if model_name else None
     storage = {k: artifacts[k] for k in ("size", "storageClassName") if k in artifacts}
     ms_spec: dict = {"uri": source.uri, "hfTokenSecret": {"name": artifacts["authSecretName"]}}
     if source.scheme == "hf":

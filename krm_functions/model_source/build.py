@@ -33,7 +33,14 @@ class Rejected(Exception):
 
 
 def output_path(repo_dir: str, build: dict) -> str:
+    """Where the build writes: modelBuild.output below the model's directory."""
     return f"{repo_dir}/{build['output']}"
+
+
+def server_path(repo_dir: str, build: dict) -> str:
+    """What the server reads: modelBuild.serverPath below the output (default: the output)."""
+    out = output_path(repo_dir, build)
+    return f"{out}/{build['serverPath']}" if build.get("serverPath") else out
 
 
 def model_section(build: dict, model_row: Optional[dict], model_name: Optional[str], server_name: str) -> dict:
@@ -115,7 +122,7 @@ def pod(target: ServerTarget, build: dict, model_row: dict, section: dict, repo:
     """The build Job's pod spec: one container running the rendered script."""
     tmpl: PodTemplate = target.template
     context = {"repo": repo, "revision": revision, "weights_dir": repo_dir, "section": section,
-               "output_dir": output_path(repo_dir, build), "tensor_parallel": tensor_parallel(target),
+               "output_dir": output_path(repo_dir, build), "server_dir": server_path(repo_dir, build), "tensor_parallel": tensor_parallel(target),
                "max_seq_len": model_row["maxModelLen"]}
     command = ["bash", "-c", script(build, context)]
     memory = f"{memory_gib(build, model_row)}Gi"

@@ -25,6 +25,9 @@ JOB_MOUNT = "/models"  # where the download Job mounts the claim; the server mou
 GCSFUSE_ANNOTATION = "gke-gcsfuse/volumes"
 GCSFUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
 COPIED_LABEL_PREFIXES = ("app.kubernetes.io/", "serving-catalog.dev/")
+# The Secret key of the Hugging Face token: KServe's storage initializer reads HF_TOKEN
+# (kserve pkg/credentials/hf: HFTokenKey), and the download Jobs read the same key.
+HF_TOKEN_KEY = "HF_TOKEN"
 SCHEMES = "hf://org/model, gs://bucket/path, pvc://claim/path or oci://image:tag"
 
 # One pattern per scheme; the names of the groups are what the source needs.
@@ -78,7 +81,9 @@ SPEC_SCHEMA = {
             "description": "Secret holding the Hugging Face token the download Job uses (gated models); hf:// only.",
             "properties": {
                 "name": {"type": "string", "minLength": 1, "default": "hf-token", "description": "Secret name; default hf-token."},
-                "key": {"type": "string", "minLength": 1, "default": "token", "description": "Key in the Secret; default token."},
+                "key": {"type": "string", "minLength": 1, "default": HF_TOKEN_KEY,
+                        "description": f"Key in the Secret; default {HF_TOKEN_KEY}, the key KServe's storage "
+                                       "initializer reads, so one Secret serves every entry of a namespace."},
             },
         },
         "mountPath": {"type": "string", "default": "/models",
@@ -250,7 +255,7 @@ def _mount_source(plan: Plan, spec: dict) -> str:
         build = plan.targets[0].server.get("modelBuild")
         if build:  # the server loads what the model-load Job builds from the weights
             section = model_build.model_section(build, plan.model_row, plan.model_name, plan.targets[0].server_name)
-            local_path = model_build.output_path(local_path, build)
+            local_path = model_build.server_path(local_path, build)
             for target in plan.targets:  # e.g. JetStream's model config name and tokenizer
                 for env, key in (build.get("serverEnv") or {}).items():
                     set_env(target.container, env, section[key])
@@ -376,7 +381,7 @@ def _generate(ctx: Context, plan: Plan, spec: dict) -> tuple[str, str]:
              "spec": claim_spec})
 
     secret = spec.get("hfTokenSecret") or {}
-    hf_token = {"name": secret.get("name", "hf-token"), "key": secret.get("key", "token")}
+    hf_token = {"name": secret.get("name", "hf-token"), "key": secret.get("key", HF_TOKEN_KEY)}
     build = target.server.get("modelBuild")
     weights = {"name": VOLUME, "persistentVolumeClaim": {"claimName": claim}}
     if build:

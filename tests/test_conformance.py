@@ -1,0 +1,213 @@
+"""The conformance tier: every entry as its pinned server releases would take it.
+
+The Python servers' own parsers (installed from PyPI at the image's release, on the
+CPU) accept every rendered command line; the other servers' flags, routes and metrics
+are in catalog_tools/conformance/releases.yaml; probe timeouts cover how long the
+probed routes take; a broken overlay fails with a line naming entry and field.
+"""
+
+import shutil
+
+import pytest
+
+from catalog_tools.catalog import entries
+from catalog_tools.conformance import check as conformance
+from catalog_tools.conformance import envs
+from catalog_tools.conformance.commands import CommandLine, command_lines, container_env, expand
+from catalog_tools.render import ROOT, RenderError, render, render_text
+from krm_functions import memory, tables
+
+ENTRIES = entries()
+
+
+@pytest.fixture(scope="module")
+def rendered(docker_image):
+    return [conformance.Rendered(str(e.path), render(ROOT / e.path)) for e in ENTRIES]
+
+
+def test_every_entry_conforms_to_its_pinned_releases(rendered):
+    assert conformance.check(rendered) == []
+
+
+def test_every_unverified_fact_is_still_used(rendered):
+    assert conformance.check_unverified_used(rendered) == []
+
+
+def test_every_python_server_command_line_is_checked(rendered):
+    """No vLLM or SGLang server hides in a shell script: each runs its program (directly or by
+    a script's final `exec PROGRAM "$@"`) and goes through its parser, or runs a runtime the
+    release requires (Ray, on TPU workers)."""
+    lines = [line for r in rendered for line in command_lines(r.entry, r.docs)]
+    python = [line for line in lines if line.server in envs.server_envs() and line.binary == line.server]
+    assert python
+    for line in python:
+        program = list(envs.server_envs()[line.server].program)
+        runtimes = envs.releases()["python"][line.server].get("runtimes") or {}
+        assert line.program_argv[: len(program)] == program or line.program_argv[0] in runtimes, line
+    kinds = {line.where.split("/")[0] for line in python}
+    assert {"Deployment", "LeaderWorkerSet", "InferenceService"} <= kinds
+
+
+# --- the parsers reject what their releases reject -------------------------------------------
+
+REJECTED = [
+    ("vllm", ["vllm", "serve", "/models/m", "--disable-log-requests"], "unrecognized arguments: --disable-log-requests"),
+    ("vllm", ["vllm", "serve", "/models/m", "--distributed-executor-backend=ray", "--pipeline-parallel-size=2"],
+     "Failed to import Ray"),
+    ("vllm", ["vllm", "serve", "/models/m", "--max-model-len=$(MAX_MODEL_LEN)"], "--max-model-len"),
+    ("vllm-tpu", ["vllm", "serve", "/models/m", "--disable-log-requests"], "unrecognized arguments"),
+    ("sglang", ["python3", "-m", "sglang.launch_server", "--model-path=/m", "--bogus"], "unrecognized arguments: --bogus"),
+    ("sglang", ["python3", "-m", "sglang.launch_server", "--model-path=/m", "--tp-size=two"], "invalid int value"),
+]
+
+
+@pytest.fixture(scope="module")
+def parsed():
+    """Each server's parser run once over its cases (a run costs its imports, about 10 s)."""
+    results = {}
+    for server in {s for s, _, _ in REJECTED}:
+        cases = [argv for s, argv, _ in REJECTED if s == server]
+        results.update(zip(((server, tuple(a)) for a in cases), envs.server_envs()[server].run(cases)))
+    return results
+
+
+@pytest.mark.parametrize("server,argv,error", REJECTED, ids=[f"{s}-{a[-1]}" for s, a, _ in REJECTED])
+def test_the_real_parser_rejects(parsed, server, argv, error):
+    result = parsed[(server, tuple(argv))]
+    assert not result["ok"] and error in result["error"]
+
+
+def test_sglang_automatic_memory_fraction_is_sglangs_own():
+    sizes = sorted({float(a["memoryGiB"]) for a in tables.accelerators() if a["type"] == "gpu"})
+    cases = [[gib, tp, 1] for gib in sizes for tp in (1, 2, 4, 8)]
+    real = envs.server_envs()["sglang"].run(cases, "sglang_memory.py")
+    ours = [memory.sglang_auto_fraction(gib, tp, pp, {}) for gib, tp, pp in cases]
+    assert ours == real
+
+
+# --- kubelet expansion and KServe merging ------------------------------------------------------
+
+def test_expansion_follows_the_kubelet():
+    env = {"A": "x", "B": "$(A)-y"}
+    assert expand("$(A) $$(A) $(C) $$ $(A", env) == "x $(A) $(C) $ $(A"
+    assert container_env({"env": [{"name": "A", "value": "1"}, {"name": "B", "value": "$(A)2"},
+                                  {"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}, {}) \
+        == {"A": "1", "B": "12", "S": "secret-value"}
+
+
+def test_kserve_runtime_args_take_the_inferenceservice_env_and_args():
+    runtime = {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ServingRuntime", "metadata": {"name": "rt"},
+               "spec": {"containers": [{"name": "kserve-container", "image": tables.server("vllm")["image"],
+                                        "command": ["vllm", "serve"],
+                                        "args": ["/mnt/models", "--served-model-name={{.Name}}",
+                                                 "--max-model-len=$(LEN)"],
+                                        "env": [{"name": "LEN", "value": "1"}]}]}}
+    isvc = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "svc"},
+            "spec": {"predictor": {"model": {"runtime": "rt", "args": ["--tensor-parallel-size=2"],
+                                             "env": [{"name": "LEN", "value": "8192"}]}}}}
+    [line] = command_lines("e", [runtime, isvc])
+    assert isinstance(line, CommandLine)
+    assert line.argv == ["vllm", "serve", "/mnt/models", "--served-model-name=svc", "--max-model-len=8192",
+                         "--tensor-parallel-size=2"]
+
+
+# --- a broken overlay fails with one line naming entry and field ----------------------------------
+
+def _copy_catalog(tmp_path):
+    for part in ("serving-catalog", "components"):
+        shutil.copytree(ROOT / part, tmp_path / part)
+    return tmp_path / "serving-catalog/core/deployment/vllm/gemma-2b"
+
+
+def test_an_unknown_server_flag_fails_the_tier_naming_entry_object_and_argument(docker_image, tmp_path):
+    model = _copy_catalog(tmp_path)
+    resources = model / "base/resources.yaml"
+    resources.write_text(resources.read_text() + "          args: [$(MODEL_ID), --disable-log-requests]\n")
+    docs = render(model / "gke")
+    problems = conformance.check_parsers(command_lines("vllm/gemma-2b/gke", docs))
+    assert problems == ["vllm/gemma-2b/gke: Deployment/vllm-gemma-2b spec.template container vllm: vllm 0.31.0 "
+                        "rejects the command line: unrecognized arguments: --disable-log-requests"]
+
+
+def test_a_context_that_does_not_fit_fails_the_build_with_the_numbers(docker_image, tmp_path):
+    model = _copy_catalog(tmp_path)
+    resources = model / "base/resources.yaml"
+    resources.write_text(resources.read_text() + "          env: [{name: MAX_MODEL_LEN, value: \"1000000\"}]\n")
+    with pytest.raises(RenderError) as err:
+        render_text(model / "gke")
+    lines = [line for line in err.value.stderr.splitlines() if line.startswith("error: Deployment/")]
+    assert len(lines) == 1, err.value.stderr  # (kustomize adds its own line naming the Component)
+    assert lines[0].startswith("error: Deployment/vllm-gemma-2b spec.template.spec.containers[0].env.MAX_MODEL_LEN: "
+                               "the model does not fit at context 1000000: 1 x L4")
+
+
+# --- model-load Jobs write where the servers read -------------------------------------------------
+
+def test_every_model_load_job_writes_what_its_server_reads(rendered):
+    from catalog_tools.conformance import jobs
+
+    assert [p for r in rendered for p in jobs.check_entry(r.entry, r.docs)] == []
+
+
+def test_a_server_reading_beside_the_jobs_output_is_caught(rendered):
+    """The Triton entries once pointed MODEL_REPOSITORY at the parent of the repository the
+    build Job writes; the check names the workload, the path and what is missing."""
+    import copy
+
+    from catalog_tools.conformance import jobs
+
+    entry = next(r for r in rendered if "triton-trtllm" in r.entry)
+    docs = copy.deepcopy(entry.docs)
+    server = next(d for d in docs if d["kind"] == "Deployment")
+    env = server["spec"]["template"]["spec"]["containers"][0]["env"]
+    repository = next(e for e in env if e["name"] == "MODEL_REPOSITORY")
+    repository["value"] = repository["value"].rsplit("/", 1)[0]
+    problems = jobs.check_entry(entry.entry, docs)
+    assert problems and all("where the model-load Job wrote no" in p for p in problems), problems
+    assert f"Deployment/{server['metadata']['name']}" in problems[0]
+
+
+# --- cluster contracts ------------------------------------------------------------------------------
+
+def _objects(rendered):
+    from krm_functions.krmfn import KubeObject
+
+    return [(r.entry, KubeObject(d)) for r in rendered for d in r.docs]
+
+
+def test_one_hugging_face_token_secret_serves_every_entry(rendered):
+    """Download and build Jobs read key HF_TOKEN of Secret hf-token; KServe's storage initializer
+    reads the HF_TOKEN key of the Secrets its ServiceAccount lists (kserve pkg/credentials/hf)."""
+    refs, accounts = set(), set()
+    for entry, obj in _objects(rendered):
+        for tmpl in obj.pod_templates():
+            for c in tmpl.containers():
+                for var in c.get("env") or []:
+                    if var.get("name") == "HF_TOKEN":
+                        refs.add((var["valueFrom"]["secretKeyRef"]["name"], var["valueFrom"]["secretKeyRef"]["key"]))
+        if obj.kind == "ServiceAccount" and obj.get("secrets"):
+            accounts |= {s["name"] for s in obj.get("secrets")}
+    assert refs == {("hf-token", "HF_TOKEN")}
+    assert accounts == {"hf-token"}
+
+
+def test_multi_host_tpu_groups_keep_to_one_slice(rendered):
+    groups = [(entry, obj) for entry, obj in _objects(rendered) if obj.kind == "LeaderWorkerSet"
+              and any("google.com/tpu" in str(t.spec) for t in obj.pod_templates())]
+    assert groups
+    for entry, obj in groups:
+        assert obj.annotations.get("leaderworkerset.sigs.k8s.io/exclusive-topology") == "cloud.google.com/gke-nodepool", entry
+
+
+def test_the_endpoint_picker_may_read_what_its_release_watches(rendered):
+    need = envs.releases()["cli"]["llm-d-inference-scheduler"]["0.7.1"]["rbac"]
+    roles = [(entry, obj) for entry, obj in _objects(rendered) if obj.kind == "Role" and "epp" in obj.name]
+    assert roles
+    for entry, role in roles:
+        granted = {(g, r, v) for rule in role.get("rules") for g in rule["apiGroups"] for r in rule["resources"]
+                   for v in rule["verbs"]}
+        for rule in need:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        assert (group, resource, verb) in granted, f"{entry}: Role/{role.name} lacks {verb} {resource}"
