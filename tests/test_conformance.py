@@ -211,3 +211,30 @@ def test_the_endpoint_picker_may_read_what_its_release_watches(rendered):
                 for resource in rule["resources"]:
                     for verb in rule["verbs"]:
                         assert (group, resource, verb) in granted, f"{entry}: Role/{role.name} lacks {verb} {resource}"
+
+
+def test_weights_download_and_load_within_their_time_budgets(rendered):
+    """At the weights volume's documented throughput: `make deploy` waits long enough for the
+    download, and every server's startup probe allows reading the weights and warming up."""
+    from catalog_tools import budgets
+    from krm_functions.krmfn import KubeObject
+
+    checked = 0
+    for entry in ENTRIES:
+        budget = budgets.budget(entry)
+        if budget is None:
+            continue
+        checked += 1
+        assert budget.download_seconds <= budgets.deploy_wait_seconds(), \
+            f"{entry.path}: downloading {budget.weights_gib:.0f} GiB takes {budget.download_seconds} s"
+        docs = next(r.docs for r in rendered if r.entry == str(entry.path))
+        for obj in (KubeObject(d) for d in docs if d["kind"] != "Job"):
+            for tmpl in obj.pod_templates():
+                for c in tmpl.containers():
+                    if "startupProbe" in c:
+                        allowed = budgets.startup_allowance(c["startupProbe"])
+                        assert allowed >= budget.startup_seconds, (
+                            f"{entry.path}: {obj.kind}/{obj.name} {c.get('name')}: the startup probe allows "
+                            f"{allowed} s; reading {budget.weights_gib:.0f} GiB takes {budget.load_seconds} s "
+                            f"+ {budgets.WARMUP_SECONDS} s warm-up")
+    assert checked

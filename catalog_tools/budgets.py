@@ -1,0 +1,56 @@
+"""Time budgets: can an entry's weights be downloaded and loaded in the time it is given?
+
+At the provider's documented throughput for the weights volume (accelerators table,
+`weightsThroughputMiBps`), the model-load Job writes the weights once and every start
+of a replica reads them once; the startup probe must allow that read plus the
+server's warm-up, and `make deploy` must wait for the download.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+from krm_functions import memory, tables
+
+from .catalog import Entry
+from .render import ROOT
+
+# After the weights are read: CUDA graph capture, compilation and warm-up (an allowance).
+WARMUP_SECONDS = 600
+# `make deploy` (scripts/deploy) waits this long for a model-load Job unless MODEL_LOAD_TIMEOUT says otherwise.
+_DEPLOY_DEFAULT = re.compile(r'MODEL_LOAD_TIMEOUT:-([0-9]+)h')
+
+
+@dataclass(frozen=True)
+class Budget:
+    weights_gib: float
+    download_seconds: int
+    load_seconds: int
+
+    @property
+    def startup_seconds(self) -> int:
+        """What a startup probe must allow."""
+        return self.load_seconds + WARMUP_SECONDS
+
+
+def budget(entry: Entry) -> Optional[Budget]:
+    """None where the provider documents no throughput, the model has no row, or the weights
+    do not come through the provider's volume (KServe downloads into each pod)."""
+    throughput = tables.provider(entry.provider).get("weightsThroughputMiBps")
+    if not throughput or entry.model not in tables.table("models") or entry.crd == "inferenceservice":
+        return None
+    weights = memory.weights_gib(tables.model(entry.model), 1)
+    return Budget(weights, int(weights * 1024 / throughput["write"]), int(weights * 1024 / throughput["read"]))
+
+
+def deploy_wait_seconds() -> int:
+    match = _DEPLOY_DEFAULT.search((ROOT / "scripts" / "deploy").read_text())
+    return int(match.group(1)) * 3600 if match else 0
+
+
+def startup_allowance(probe: dict) -> int:
+    """Seconds a startup probe allows before the kubelet restarts the container."""
+    return (probe.get("initialDelaySeconds", 0)
+            + probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3))
