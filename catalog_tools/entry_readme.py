@@ -51,6 +51,16 @@ def _scrape(objs: list[KubeObject], server_row: dict) -> str:
                  for o in objs if o.kind in ("PodMonitoring", "PodMonitor", "ServiceMonitor")), "none")
 
 
+def about(entry: Entry, root: Path = ROOT) -> str:
+    """The entry's own words: the comment block its kustomization.yaml opens with."""
+    lines = []
+    for line in (root / entry.path / "kustomization.yaml").read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    return " ".join(lines)
+
+
 def _memory_text(entry: Entry, root: Path) -> str:
     fit = memory_fit(entry, root)
     if fit is None:
@@ -178,7 +188,8 @@ def llmd_facts(entry: Entry, root: Path = ROOT) -> dict:
 
 def readme(entry: Entry, root: Path = ROOT) -> str:
     if entry.crd == "modelservice":
-        return TEMPLATES.get_template("llmd-entry-README.md.j2").render(**llmd_facts(entry, root))
+        return TEMPLATES.get_template("llmd-entry-README.md.j2").render(**llmd_facts(entry, root), about=about(entry, root))
     if entry.crd == "inferenceservice":
-        return TEMPLATES.get_template("kserve-entry-README.md.j2").render(**kserve_facts(entry, root))
-    return TEMPLATES.get_template("entry-README.md.j2").render(**facts(entry, root))
+        return TEMPLATES.get_template("kserve-entry-README.md.j2").render(**kserve_facts(entry, root),
+                                                                         about=about(entry, root))
+    return TEMPLATES.get_template("entry-README.md.j2").render(**facts(entry, root), about=about(entry, root))

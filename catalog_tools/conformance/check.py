@@ -4,9 +4,9 @@ the way those releases work? Schema validation cannot see any of this.
 - Python servers (vLLM, vLLM TPU, SGLang): every rendered command line goes through
   the server's own argument parser, installed at the image's release (envs.py);
   metric names and probe routes are read from the installed source.
-- Other servers: every flag, env var and config key a command uses, every probe
-  route and every metric is in releases.yaml's row for the pinned release, which
-  cites the upstream file defining it.
+- Other servers: every flag and config key a command uses, every probe route and
+  every metric is in releases.yaml's row for the pinned release, which cites the
+  upstream file defining it.
 - Probes: timeouts cover how long the endpoint takes to answer (releases.yaml).
 - Images: every program a server command runs is in the pinned release.
 
@@ -15,6 +15,7 @@ Each problem is one line naming the entry, the object and what was rejected.
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 from dataclasses import dataclass
@@ -67,13 +68,9 @@ class Release:
                     f"\"{self.version}\"): list the flags, routes and metrics of that release with their sources")
         return None
 
-    def _sources(self) -> Iterable[Path]:
-        return sorted((self.env.site_packages() / self.env.module).rglob("*.py"))
-
     def routes(self, binary: str) -> set[str]:
         if self.env is not None:
-            return {m for path in self._sources() if "entrypoints" in path.parts
-                    for m in _ROUTE.findall(path.read_text(errors="replace"))}
+            return set(_source_matches(self.env.site_packages() / self.env.module, _ROUTE.pattern, "entrypoints"))
         return set((self.binary_flags(binary) or {}).get("routes") or [])
 
     def source_text(self, relative: str) -> str:
@@ -89,12 +86,20 @@ class Release:
     def metric_names(self) -> set[str]:
         if self.env is not None:
             prefix = self.row["exports"][0]["name"].split(":", 1)[0] + ":"
-            literal = re.compile(r"""["'](""" + re.escape(prefix) + r"""[a-z0-9_:]+)["']""")
-            return {m for path in self._sources() for m in literal.findall(path.read_text(errors="replace"))}
+            literal = r"""["'](""" + re.escape(prefix) + r"""[a-z0-9_:]+)["']"""
+            return set(_source_matches(self.env.site_packages() / self.env.module, literal, ""))
         return set(((self.cli.get("metrics") or {}).get("names") or {}))
 
     def binary_flags(self, binary: str) -> Optional[dict]:
         return ((self.cli or {}).get("binaries") or {}).get(binary)
+
+
+@functools.lru_cache(maxsize=None)
+def _source_matches(package: Path, pattern: str, below: str) -> frozenset:
+    """Every match of `pattern` in the package's Python source (in a `below` directory, if named)."""
+    found = re.compile(pattern)
+    return frozenset(m for path in package.rglob("*.py") if not below or below in path.parts
+                     for m in found.findall(path.read_text(errors="replace")))
 
 
 def config_keys(line: CommandLine) -> list[str]:
@@ -129,7 +134,7 @@ def check_parsers(lines: list[CommandLine]) -> list[str]:
 
 
 def check_cli_flags(lines: list[CommandLine]) -> list[str]:
-    """Every flag, env var and config key of a non-Python server is in its release's row."""
+    """Every flag and config key of a non-Python server is in its release's row."""
     problems = []
     for line in lines:
         if line.server in envs.server_envs():
@@ -307,10 +312,13 @@ def _uses(rendered: list[Rendered]) -> dict[tuple[str, str], list[str]]:
 
 
 def unverified_uses(rendered: list[Rendered]) -> list[str]:
-    """One line per unverified fact (releases.yaml `unverified`) and how many places use it."""
+    """One line per unverified fact (releases.yaml `unverified`) of the servers these entries
+    run, and how many places use it."""
     uses = _uses(rendered)
+    servers = {line.server for r in rendered for line in command_lines(r.entry, r.docs)}
     return [f"{server}: {row['fact']} ({len(uses.get((server, row['fact']), []))} uses): {' '.join(row['why'].split())}"
-            for server, rows in (envs.releases().get("unverified") or {}).items() for row in rows]
+            for server, rows in (envs.releases().get("unverified") or {}).items() if server in servers
+            for row in rows]
 
 
 def check_unverified_used(rendered: list[Rendered]) -> list[str]:
