@@ -59,14 +59,19 @@ REJECTED = [
     ("sglang", ["python3", "-m", "sglang.launch_server", "--model-path=/m", "--bogus"], "unrecognized arguments: --bogus"),
     ("sglang", ["python3", "-m", "sglang.launch_server", "--model-path=/m", "--tp-size=two"], "invalid int value"),
 ]
+DEPRECATED = [
+    ("vllm", ["vllm", "serve", "--model", "/models/m"], "`--model` option will be removed"),
+    ("sglang", ["python3", "-m", "sglang.launch_server", "--model-path=/m", "--disable-cuda-graph"],
+     "'--disable-cuda-graph' is deprecated"),
+]
 
 
 @pytest.fixture(scope="module")
 def parsed():
     """Each server's parser run once over its cases (a run costs its imports, about 10 s)."""
     results = {}
-    for server in {s for s, _, _ in REJECTED}:
-        cases = [argv for s, argv, _ in REJECTED if s == server]
+    for server in {s for s, _, _ in REJECTED + DEPRECATED}:
+        cases = [argv for s, argv, _ in REJECTED + DEPRECATED if s == server]
         results.update(zip(((server, tuple(a)) for a in cases), envs.server_envs()[server].run(cases)))
     return results
 
@@ -75,6 +80,12 @@ def parsed():
 def test_the_real_parser_rejects(parsed, server, argv, error):
     result = parsed[(server, tuple(argv))]
     assert not result["ok"] and error in result["error"]
+
+
+@pytest.mark.parametrize("server,argv,warning", DEPRECATED, ids=[s for s, _, _ in DEPRECATED])
+def test_the_real_parser_reports_deprecated_options(parsed, server, argv, warning):
+    result = parsed[(server, tuple(argv))]
+    assert result["ok"] and any(warning in w for w in result["deprecated"]), result
 
 
 def test_sglang_automatic_memory_fraction_is_sglangs_own():

@@ -117,8 +117,9 @@ def _metric_exists(name: str, names: set[str]) -> bool:
 # --- checks -----------------------------------------------------------------------
 
 def check_parsers(lines: list[CommandLine]) -> list[str]:
-    """Every Python server command line, through its release's own parser; a shell wrapper
-    must end in `exec PROGRAM "$@"`, whose program and arguments are what is parsed."""
+    """Every Python server command line, through its release's own parser, which must neither
+    reject it nor warn that it uses a deprecated option; a shell wrapper must end in
+    `exec PROGRAM "$@"`, whose program and arguments are what is parsed."""
     problems = []
     by_server: dict[str, list[CommandLine]] = {}
     for line in lines:
@@ -130,6 +131,8 @@ def check_parsers(lines: list[CommandLine]) -> list[str]:
         for line, result in zip(batch, env.run([line.program_argv for line in batch])):
             if not result["ok"]:
                 problems.append(f"{line}: {env.package} {env.version} rejects the command line: {result['error']}")
+            for warning in result.get("deprecated") or []:
+                problems.append(f"{line}: {env.package} {env.version} deprecates what the command line uses: {warning}")
     return problems
 
 

@@ -1,7 +1,8 @@
 """Parse command lines with SGLang's own parser; run inside a conformance environment.
 
 stdin: a JSON list of argv lists, each a whole container command
-(`python3 -m sglang.launch_server ARGS...`). stdout: a JSON list of {"ok", "error"}.
+(`python3 -m sglang.launch_server ARGS...`). stdout: a JSON list of {"ok", "error",
+"deprecated"}: deprecated, the warnings SGLang gives about deprecated options of the line.
 `python3 -m sglang.launch_server` builds its arguments with
 sglang.srt.server_args.prepare_server_args (sglang/launch_server.py); this calls the
 same function. Its model-dependent resolution (resolve_once) needs the model's config
@@ -12,9 +13,22 @@ import contextlib
 import io
 import json
 import logging
+import re
 import sys
+import warnings
 
 LAUNCHER = ["python3", "-m", "sglang.launch_server"]
+
+
+class Deprecations(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        message = record.getMessage()
+        if "deprecat" in message.lower() or "will be removed" in message.lower():
+            self.messages.append(" ".join(re.sub(r"\x1b\[[0-9;]*m", "", message).split())[:300])
 
 
 def main() -> None:
@@ -23,18 +37,25 @@ def main() -> None:
     results = []
     for argv in json.load(sys.stdin):
         if argv[:3] != LAUNCHER:
-            results.append({"ok": False, "error": f"not a `{' '.join(LAUNCHER)}` command: {argv[:3]}"})
+            results.append({"ok": False, "error": f"not a `{' '.join(LAUNCHER)}` command: {argv[:3]}", "deprecated": []})
             continue
         stderr = io.StringIO()
+        deprecations = Deprecations()
         try:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr), \
+                    warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", DeprecationWarning)
+                logging.getLogger().addHandler(deprecations)
                 prepare_server_args(argv[3:])
-            results.append({"ok": True, "error": ""})
+            found = deprecations.messages + [str(w.message)[:300] for w in caught
+                                             if issubclass(w.category, DeprecationWarning) and "sglang" in w.filename]
+            results.append({"ok": True, "error": "", "deprecated": list(dict.fromkeys(found))})
         except SystemExit:
             errors = [line.split(": error: ", 1)[1] for line in stderr.getvalue().splitlines() if ": error: " in line]
-            results.append({"ok": False, "error": errors[-1] if errors else stderr.getvalue().strip()[-500:]})
+            results.append({"ok": False, "error": errors[-1] if errors else stderr.getvalue().strip()[-500:],
+                            "deprecated": []})
         except Exception as err:  # a custom argparse action raising
-            results.append({"ok": False, "error": f"{type(err).__name__}: {err}"})
+            results.append({"ok": False, "error": f"{type(err).__name__}: {err}", "deprecated": []})
         finally:
             logging.getLogger().handlers.clear()  # prepare_server_args configures logging each call
     json.dump(results, sys.stdout)

@@ -1,7 +1,8 @@
 """Parse command lines with vLLM's own `vllm serve`; run inside a conformance environment.
 
 stdin: a JSON list of argv lists, each a whole container command (`vllm serve ...`).
-stdout: a JSON list of {"ok", "error"}.
+stdout: a JSON list of {"ok", "error", "deprecated"}: deprecated, the warnings vLLM gives
+about deprecated or soon-removed options of the line.
 
 Per command line, what `vllm serve` does before it starts anything
 (vllm/entrypoints/cli/main.py main): the `vllm` parser with every subcommand parses
@@ -17,13 +18,15 @@ import contextlib
 import io
 import json
 import logging
+import re
 import os
 import sys
+import warnings
 
 # The PyPI wheel is the CUDA build; without a GPU vLLM cannot infer a device and refuses
 # to build its parser (see use_cpu_platform).
 os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
-os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 LAUNCHERS = ("run_dp_supervisor", "run_headless", "run_multi_api_server", "run_server")  # those the release has
 
 
@@ -100,6 +103,19 @@ def api_server_checks():
     return validate_api_server_args
 
 
+class Deprecations(logging.Handler):
+    """Warnings vLLM logs about deprecated or soon-removed options."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        message = record.getMessage()
+        if "deprecat" in message.lower() or "will be removed" in message.lower():
+            self.messages.append(" ".join(re.sub(r"\x1b\[[0-9;]*m", "", message).split())[:300])
+
+
 def check(parser, serve_command, serve, argv):
     validate_api_server_args = api_server_checks()
     if argv[:2] != ["vllm", "serve"]:
@@ -126,11 +142,17 @@ def check(parser, serve_command, serve, argv):
 def main():
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         parser, serve_command, serve = build()
-    logging.disable(logging.WARNING)
+    deprecations = Deprecations()
+    logging.getLogger("vllm").addHandler(deprecations)
     results = []
     for argv in json.load(sys.stdin):
-        error = check(parser, serve_command, serve, argv)
-        results.append({"ok": error is None, "error": error or ""})
+        deprecations.messages = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DeprecationWarning)
+            error = check(parser, serve_command, serve, argv)
+        found = deprecations.messages + [str(w.message)[:300] for w in caught
+                                         if issubclass(w.category, DeprecationWarning) and "vllm" in w.filename]
+        results.append({"ok": error is None, "error": error or "", "deprecated": list(dict.fromkeys(found))})
     json.dump(results, sys.stdout)
 
 
