@@ -249,3 +249,14 @@ def test_weights_download_and_load_within_their_time_budgets(rendered):
                             f"{allowed} s; reading {budget.weights_gib:.0f} GiB takes {budget.load_seconds} s "
                             f"+ {budgets.WARMUP_SECONDS} s warm-up")
     assert checked
+
+
+def test_a_command_that_skips_the_image_entrypoint_is_caught():
+    """TGI's image runs text-generation-launcher from /tgi-entrypoint.sh, after activating its
+    Python environment: a container command that bypasses it is not the release's way in."""
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "tgi"},
+                  "spec": {"template": {"metadata": {"labels": {}}, "spec": {"containers": [
+                      {"name": "tgi", "image": tables.server("tgi")["image"], "command": ["text-generation-launcher"],
+                       "args": ["--model-id=/models/m", "--port=8080"]}]}}}}
+    problems = conformance.check_cli_flags(command_lines("tgi-entry", [deployment]))
+    assert len(problems) == 1 and "runs text-generation-launcher, which releases.yaml does not list" in problems[0]

@@ -151,6 +151,7 @@ def check_cli_flags(lines: list[CommandLine]) -> list[str]:
             problems.append(f"{line}: releases.yaml cli.{line.server}.\"{release.version}\" has no binary "
                             f"{line.binary!r}")
             continue
+        problems += _way_in(line, binary, release)
         known = set(binary.get("flags") or []) | set(binary.get("keys") or [])
         used = flags(line) + (config_keys(line) if "keys" in binary else [])
         for flag in dict.fromkeys(used):
@@ -158,6 +159,20 @@ def check_cli_flags(lines: list[CommandLine]) -> list[str]:
                 problems.append(f"{line}: {flag} is not a {line.binary} option of {release.label} "
                                 f"(releases.yaml, {binary.get('source', 'no source')})")
     return problems
+
+
+def _way_in(line: CommandLine, binary: dict, release: Release) -> list[str]:
+    """The container runs its image's entrypoint (no command), or a program the release
+    row says the image has."""
+    command = line.command
+    if not command:
+        return [] if binary.get("entrypoint") else [f"{line}: sets no command, and releases.yaml names no "
+                                                      f"entrypoint of {release.label}'s image for {line.binary}"]
+    programs = set(binary.get("programs") or [])
+    if command[0] not in programs:
+        return [f"{line}: runs {command[0]}, which releases.yaml does not list among {release.label}'s programs "
+                f"for {line.binary} ({', '.join(sorted(programs)) or 'it runs the image entrypoint'})"]
+    return []
 
 
 def check_metrics(servers: Iterable[str]) -> list[str]:

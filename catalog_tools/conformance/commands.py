@@ -39,6 +39,7 @@ class CommandLine:
     binary: str                # image role: the row's server image or a sidecar name
     image: str
     argv: list[str]            # command + args, expanded
+    command: list[str] = field(default_factory=list)  # the container's own command part of argv
     env: dict = field(default_factory=dict)
     shell: Optional[str] = None  # the script, when the container runs `sh -c SCRIPT`
 
@@ -140,7 +141,8 @@ def _line(entry: str, where: str, server: str, binary: str, container: dict, inj
         words = [w.replace(KSERVE_NAME, kserve_name) for w in words]
     argv = [expand(w, env) for w in words]
     shell = argv[2] if len(argv) >= 3 and argv[0] in SHELLS and argv[1] == "-c" else None
-    return CommandLine(entry, where, server, binary, str(container.get("image")), argv, env, shell)
+    command = argv[: len(container.get("command") or [])]
+    return CommandLine(entry, where, server, binary, str(container.get("image")), argv, command, env, shell)
 
 
 def command_lines(entry: str, docs: Iterable[dict]) -> list[CommandLine]:
