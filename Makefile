@@ -18,7 +18,7 @@ SERVING_CATALOG_CRDS ?= $(CURDIR)/build/crds
 export SERVING_CATALOG_CRDS
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv docker images demo test validate conformance conformance-envs generate deploy new-model e2e crds bench clean
+.PHONY: help setup venv docker images demo test validate conformance conformance-envs fuzz generate deploy new-model e2e crds bench clean
 
 help:
 	@echo "make demo     set up, then render ENTRY ($(ENTRY)) with the functions in containers"
@@ -27,6 +27,7 @@ help:
 	@echo "make images   (re)build the function image"
 	@echo "make validate render every catalog entry and validate it strictly (part of make test)"
 	@echo "make conformance [ENTRY=...]  the conformance tier: real server parsers, releases, memory (part of make test)"
+	@echo "make fuzz     the functions' fuzz suite with FUZZ_EXAMPLES cases (default 20000; make test runs 1000)"
 	@echo "make generate regenerate components/, catalog.md and entry READMEs from the data tables"
 	@echo "make deploy ENTRY=...   model-load Job first, wait, then the server (needs kubectl access)"
 	@echo "make new-model SERVER=serving-catalog/core/deployment/vllm FROM=gemma-2b TO=gemma-7b-it"
@@ -62,6 +63,9 @@ test: setup crds conformance-envs
 # The pinned server releases, CPU only, cached in build/conformance (minutes the first time).
 conformance-envs: venv
 	$(PY) -m catalog_tools.conformance --setup
+
+fuzz: venv
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-20000} $(PY) -m pytest tests/test_fuzz.py $(PYTEST_ARGS)
 
 # Every entry, or one: make conformance ENTRY=serving-catalog/core/deployment/vllm/gemma-2b/gke
 conformance: setup conformance-envs

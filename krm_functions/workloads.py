@@ -82,8 +82,8 @@ def set_arg(container: dict, flag: str, value: Any) -> None:
     for key in ("command", "args"):
         args = container.get(key) or []
         for i, arg in enumerate(args):
-            if arg == flag and i + 1 < len(args):
-                args[i + 1] = text
+            if arg == flag:  # `--flag value`, or a dangling `--flag` that takes this value
+                args[i + 1:i + 2] = [text]
                 return
             if isinstance(arg, str) and arg.startswith(flag + "="):
                 args[i] = f"{flag}={text}"

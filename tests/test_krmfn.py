@@ -112,6 +112,12 @@ def test_config_reports_every_problem_with_its_path():
     assert len(lines) == 6
 
 
+def test_config_integers_reject_whole_number_floats():
+    with pytest.raises(FunctionError) as err:
+        validate(SCHEMA, {"name": "n", "count": 2.0})
+    assert _lines(err.value.results) == ["error: count: must be a whole number, got 2.0"]
+
+
 def _transform(ctx: Context, spec: dict) -> None:
     for obj in ctx.items:
         obj.set_label("touched", spec["name"])
@@ -182,6 +188,10 @@ BAD_INPUTS = {
     "unknown kind": (_rl().replace("kind: Touch", "kind: Nope"), "unknown function config test.example/v1/Nope"),
     "unknown field": (_rl().replace("name: ok", "name: ok\n    bogus: 1"), "spec.bogus: unknown field"),
     "wrong type": (_rl().replace("name: ok", "name: 5"), "spec.name: must be string, got integer 5"),
+    "alias bomb": ("apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems:\n- &a {kind: A}\n"
+                   + "- *a\n" * 101, "input: refused: 101 YAML aliases"),
+    "complex key": ("apiVersion: config.kubernetes.io/v1\nkind: ResourceList\n? [a]\n: b\n",
+                    "a mapping key must be a scalar"),
 }
 
 

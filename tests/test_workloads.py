@@ -18,3 +18,13 @@ def test_get_param_reads_env_and_reports_unset():
     assert get_param(container, {"env": "WORLD_SIZE"}) == "2"
     assert get_param(container, {"arg": "--tp"}) is None
     assert get_param(container, {}) is None
+
+
+def test_a_dangling_flag_takes_the_value_and_stays_put():
+    """`--tp` last with no value: set_param gives it one, and a second run changes nothing."""
+    container = {"args": ["serve", "--tp"]}
+    set_param(container, "tensor", 4, {"arg": "--tp"})
+    assert container["args"] == ["serve", "--tp", "4"]
+    set_param(container, "tensor", 4, {"arg": "--tp"})
+    assert container["args"] == ["serve", "--tp", "4"]
+    assert get_param(container, {"arg": "--tp"}) == "4"

@@ -54,3 +54,26 @@ def test_multiline_strings_use_block_style():
 
 def test_libyaml_is_used_when_present():
     assert yamlio.LIBYAML == hasattr(yaml, "CSafeLoader")
+
+
+def test_mapping_keys_are_strings_as_kyaml_reads_them():
+    assert yamlio.load_krm_all("data: {1: a, true: b, on: c, 0755: d}") == [{"data": {"1": "a", "true": "b", "on": "c",
+                                                                                    "0755": "d"}}]
+
+
+def test_complex_keys_are_malformed():
+    import yaml
+
+    with pytest.raises(yaml.YAMLError, match="a mapping key must be a scalar"):
+        yamlio.load_krm_all("? [a]\n: b\n")
+
+
+def test_alias_bombs_and_oversized_input_are_refused(monkeypatch):
+    levels = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{b}: &{b} [{', '.join(['*' + a] * 9)}]\n" for a, b in zip("abcdefghijklm", "bcdefghijklmn"))
+    with pytest.raises(yamlio.InputRefused, match="YAML aliases"):
+        yamlio.load(levels)
+    assert yamlio.load("a: &x 1\nb: *x") == {"a": 1, "b": 1}  # a few aliases are ordinary YAML
+    monkeypatch.setattr(yamlio, "MAX_INPUT_BYTES", 10)
+    with pytest.raises(yamlio.InputRefused, match="larger than 10"):
+        yamlio.load("a: 12345678901")

@@ -24,7 +24,10 @@ def envelope(api_version: str, kind: str, spec_schema: dict) -> dict:
         "properties": {
             "apiVersion": {"const": api_version},
             "kind": {"const": kind},
-            "metadata": {"type": "object"},
+            "metadata": {"type": "object", "properties": {
+                "name": {"type": "string"}, "namespace": {"type": "string"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "annotations": {"type": "object", "additionalProperties": {"type": "string"}}}},
             "spec": spec_schema,
         },
     }
@@ -44,9 +47,42 @@ def _checker(schema: dict) -> Callable[[Any], Any]:
 def validate(schema: dict, config: dict, ref: Any = None) -> dict:
     """A validated deep copy of `config` with schema defaults filled in."""
     try:
-        return _checker(schema)(copy.deepcopy(config))
+        valid = _checker(schema)(copy.deepcopy(config))
     except fastjsonschema.JsonSchemaException:
         raise FunctionError(*_all_problems(schema, config, ref)) from None
+    _check_integers(schema, config, ref)
+    return valid
+
+
+def check(schema: dict, data: Any, ref: Any = None) -> None:
+    """Check `data` against the schema as it is (no copy, no defaults)."""
+    try:
+        _checker(schema)(data)
+    except fastjsonschema.JsonSchemaException:
+        raise FunctionError(*_all_problems(schema, data, ref)) from None
+    _check_integers(schema, data, ref)
+
+
+def _check_integers(schema: dict, data: Any, ref: Any) -> None:
+    floats = list(_float_integers(schema, data, ()))
+    if floats:  # JSON Schema counts 2.0 as an integer; a flag would read `--size=2.0`
+        raise FunctionError(*(Result(f"must be a whole number, got {value!r}", ERROR, ref, Field(_path(path), value))
+                              for path, value in floats))
+
+
+def _float_integers(schema: Any, value: Any, path: tuple) -> Any:
+    """(path, value) of each float where the schema wants an integer."""
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "integer" and isinstance(value, float):
+        yield path, value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = (schema.get("properties") or {}).get(key, schema.get("additionalProperties"))
+            yield from _float_integers(sub, item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _float_integers(schema.get("items"), item, path + (index,))
 
 
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean",
@@ -80,7 +116,10 @@ def _all_problems(schema: dict, config: dict, ref: Any) -> list[Result]:
                 results.append(Result("required field is missing", ERROR, ref, Field(where)))
             continue
         if err.validator == "type":
-            message = f"must be {err.validator_value}, got {_JSON_TYPES.get(type(err.instance), 'value')} {err.instance!r}"
+            got = _JSON_TYPES.get(type(err.instance), "value")
+            message = f"must be {err.validator_value}, got {got}" + (f" {repr(err.instance)[:200]}" if err.instance is not None
+                                                                      and not isinstance(err.instance, (dict, list))
+                                                                      else "")
         elif err.validator == "enum":
             message = f"must be one of {', '.join(map(str, err.validator_value))}; got {err.instance!r}"
         elif err.validator == "const":
@@ -88,4 +127,5 @@ def _all_problems(schema: dict, config: dict, ref: Any) -> list[Result]:
         else:
             message = err.message
         results.append(Result(message, ERROR, ref, Field(path, err.instance if not isinstance(err.instance, (dict, list)) else None)))
-    return results or [Result("invalid function config", ERROR, ref)]
+    unique = list({r.line(): r for r in results}.values())  # one problem reached by two schema paths: one line
+    return unique or [Result("invalid function config", ERROR, ref)]

@@ -30,7 +30,9 @@ def _problem(message: str) -> FunctionError:
 def parse(text: str | bytes) -> ResourceList:
     """Parse a ResourceList, or a bare stream of objects (local development)."""
     try:
-        docs = yamlio.load_all(text)
+        docs = yamlio.load_krm_all(text)
+    except yamlio.InputRefused as err:
+        raise _problem(f"input: refused: {err}") from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
 from . import config as configlib
+from . import shapes
 from . import resourcelist, yamlio
 from .kubeobject import INTERNAL_ANNOTATION_PREFIXES, LOCAL_ANNOTATIONS, KubeObject
 from .results import ERROR, INFO, WARNING, Field, FunctionError, ResourceRef, Result
@@ -122,13 +123,19 @@ class Registry:
         if not config:
             raise FunctionError(Result("functionConfig: missing; pass one in the ResourceList or with --config FILE"))
         api_version, kind = config.get("apiVersion"), config.get("kind")
-        ref = ResourceRef(str(api_version or ""), str(kind or ""), str((config.get("metadata") or {}).get("name", "")))
+        ref = ResourceRef(str(api_version or ""), str(kind or ""), str(_metadata(config).get("name", "")))
         fn = self._functions.get(kind) if api_version == self.api_version else None
         if fn is None:
             raise FunctionError(Result(
                 f"unknown function config {api_version}/{kind}: expected apiVersion {self.api_version} "
                 f"and kind one of {', '.join(self.kinds())}", ERROR, ref, Field("kind", kind)))
         return fn
+
+
+def _metadata(config: dict) -> dict:
+    """The config's metadata when it is a mapping (the schema reports it otherwise)."""
+    meta = config.get("metadata")
+    return meta if isinstance(meta, dict) else {}
 
 
 def run(registry: Registry, text: str | bytes, config: Optional[dict] = None) -> tuple[str, list[Result], bool]:
@@ -139,9 +146,10 @@ def run(registry: Registry, text: str | bytes, config: Optional[dict] = None) ->
         if config is not None:
             rl.function_config = config
         fn = registry.select(rl.function_config)
-        meta = rl.function_config.get("metadata") or {}
+        meta = _metadata(rl.function_config)
         ref = ResourceRef(fn.api_version, fn.kind, str(meta.get("name", "")), meta.get("namespace"))
         spec = configlib.validate(fn.schema, rl.function_config, ref)["spec"]
+        shapes.check(rl.items)
         ctx = Context(rl.items, ref)
         try:
             fn.transform(ctx, spec)
@@ -167,7 +175,7 @@ def report(results: Iterable[Result], stream: Any) -> None:
 def load_config_file(path: str, flag: str = "--config") -> dict:
     try:
         with open(path, "rb") as handle:
-            docs = yamlio.load_all(handle.read())
+            docs = yamlio.load_krm_all(handle.read())
     except OSError as err:
         raise FunctionError(Result(f"{flag} {path}: {err.strerror}")) from None
     except Exception as err:  # malformed YAML

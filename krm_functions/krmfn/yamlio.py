@@ -37,10 +37,34 @@ _FLOAT = re.compile(
 )
 
 
+# Bounds on input: a ResourceList is kilobytes; aliases are how a few bytes become gigabytes.
+MAX_INPUT_BYTES = 64 << 20
+MAX_ALIASES = 100
+
+
+class InputRefused(yaml.YAMLError):
+    """Input this reader will not expand."""
+
+
 class Loader(_CLoader):  # type: ignore[misc,valid-type]
     """Safe loader with kyaml's (YAML 1.2 core) implicit typing."""
 
     yaml_implicit_resolvers: dict = {}
+
+
+class KrmLoader(Loader):
+    """For KRM input: mapping keys are strings, as kyaml reads them (`1: x` has the key "1"),
+    and a complex key is malformed."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        mapping = {}
+        self.flatten_mapping(node)
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a scalar",
+                                                        key_node.start_mark)
+            mapping[key_node.value] = self.construct_object(value_node, deep=deep)
+        return mapping
 
 
 def _int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
@@ -60,6 +84,7 @@ for _tag, _regexp, _first in (
 ):
     Loader.add_implicit_resolver(_tag, _regexp, list(_first))
 Loader.add_constructor("tag:yaml.org,2002:int", _int)
+KrmLoader.add_constructor("tag:yaml.org,2002:map", lambda loader, node: loader.construct_mapping(node))
 
 
 class Dumper(_CDumper):  # type: ignore[misc,valid-type]
@@ -84,12 +109,29 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 Dumper.add_representer(str, _represent_str)
 
 
+def _check_input(text: str | bytes) -> None:
+    if len(text) > MAX_INPUT_BYTES:
+        raise InputRefused(f"input of {len(text)} bytes is larger than {MAX_INPUT_BYTES}")
+    if b"*" in text if isinstance(text, bytes) else "*" in text:  # aliases need a `*`
+        aliases = sum(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=_CLoader))
+        if aliases > MAX_ALIASES:
+            raise InputRefused(f"{aliases} YAML aliases (at most {MAX_ALIASES}): refusing to expand them")
+
+
 def load_all(text: str | bytes) -> list[Any]:
     """Every document of a stream; empty documents are dropped."""
+    _check_input(text)
     return [doc for doc in yaml.load_all(text, Loader=Loader) if doc is not None]
 
 
+def load_krm_all(text: str | bytes) -> list[Any]:
+    """Every document of a stream of KRM input (a ResourceList, a function config): string keys."""
+    _check_input(text)
+    return [doc for doc in yaml.load_all(text, Loader=KrmLoader) if doc is not None]
+
+
 def load(text: str | bytes) -> Any:
+    _check_input(text)
     return yaml.load(text, Loader=Loader)
 
 

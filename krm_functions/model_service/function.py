@@ -16,6 +16,7 @@ from ..accelerator import function as accelerator
 from ..autoscaling import function as autoscaling
 from ..krmfn import Context, Function, FunctionError, KubeObject
 from ..krmfn import config as configlib
+from ..krmfn import shapes
 from ..krmfn.results import ERROR, Field, Result
 from ..model_source import function as model_source
 from ..workloads import targets
@@ -37,8 +38,8 @@ _CONTAINER = {
         "command": {"type": "array", "items": {"type": "string"}},
         "args": {"type": "array", "items": {"type": "string"}, "description": "Replaces the BaseConfig's args."},
         "extraArgs": {"type": "array", "items": {"type": "string"}, "description": "Appended to the args."},
-        "env": {"type": "array", "items": {"type": "object"}}, "ports": {"type": "array", "items": {"type": "object"}},
-        "volumeMounts": {"type": "array", "items": {"type": "object"}}, "resources": {"type": "object"},
+        # The shapes the merge reads, as for any input container.
+        **{key: shapes.CONTAINER["properties"][key] for key in ("env", "ports", "volumeMounts", "resources")},
     },
 }
 _ACCELERATOR = {
@@ -56,7 +57,7 @@ _ROLE = {
         "accelerator": {**_ACCELERATOR, "description": "Default: spec.accelerator."},
         "containers": {"type": "array", "items": _CONTAINER},
         "initContainers": {"type": "array", "items": _CONTAINER},
-        "volumes": {"type": "array", "items": {"type": "object", "required": ["name"]},
+        "volumes": {**shapes.POD_SPEC_FIELDS["volumes"],
                     "description": "Pod volumes, merged by name into the BaseConfig's."},
         "autoscaling": {
             "type": "object", "additionalProperties": False,
@@ -144,7 +145,19 @@ def transform(ctx: Context, spec: dict) -> None:
         if key not in templates:
             raise FunctionError.at(base, f"data.{key}", f"BaseConfig {base.name} has no {key} template, "
                                    f"which this ModelService needs")
-        return templating.render_yaml(templates[key], values, templating.at(base.ref, f"data.{key}"))
+        rendered = templating.render_yaml(templates[key], values, templating.at(base.ref, f"data.{key}"))
+        wanted = list if key == "configMaps" else dict
+        if not isinstance(rendered, wanted) or (wanted is list and not all(isinstance(r, dict) for r in rendered)):
+            what = "a list of objects" if wanted is list else "an object"
+            raise FunctionError.at(base, f"data.{key}", f"must render {what}, not {type(rendered).__name__} "
+                                   f"{str(rendered)[:80]!r}")
+        if isinstance(rendered, dict) and rendered.get("kind"):
+            try:  # what the functions read of it has the shapes input items must have
+                shapes.check([KubeObject(rendered)])
+            except FunctionError as err:
+                raise FunctionError(*(Result(f"renders {r.field.path if r.field else 'an object'}: {r.message}", ERROR,
+                                             base.ref, Field(f"data.{key}")) for r in err.results)) from None
+        return rendered
 
     for role in roles:
         deployment = render(f"{role}Deployment")

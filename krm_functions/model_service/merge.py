@@ -36,7 +36,10 @@ def merge_container(base: dict, override: dict) -> dict:
         elif key == "resources":
             resources = out.setdefault("resources", {})
             for part, amounts in value.items():
-                resources.setdefault(part, {}).update(amounts)
+                if isinstance(amounts, dict) and isinstance(resources.get(part, {}), dict):
+                    resources.setdefault(part, {}).update(amounts)
+                else:  # not a quantity map (claims): replaced
+                    resources[part] = copy.deepcopy(amounts)
         else:
             out[key] = copy.deepcopy(value)
     return out

@@ -79,12 +79,14 @@ def devices(target: ServerTarget) -> dict:
 
 def script(build: dict, context: dict) -> str:
     import jinja2  # only entries with a modelBuild pay for the import
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     def reject(field: str, message: str) -> None:
         raise Rejected(field, message)
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(BUILDS_DIR), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True, autoescape=False)
+    # The project's own scripts, rendered in the sandbox all the same: templates never run code.
+    env = ImmutableSandboxedEnvironment(loader=jinja2.FileSystemLoader(BUILDS_DIR), undefined=jinja2.StrictUndefined,
+                                        keep_trailing_newline=True, autoescape=False)
     env.filters["sh"] = lambda value: shlex.quote(str(value))
     env.filters["py"] = repr
     env.globals["reject"] = reject
