@@ -13,22 +13,11 @@ import contextlib
 import io
 import json
 import logging
-import re
 import sys
-import warnings
+
+from deprecations import collected
 
 LAUNCHER = ["python3", "-m", "sglang.launch_server"]
-
-
-class Deprecations(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.messages = []
-
-    def emit(self, record):
-        message = record.getMessage()
-        if "deprecat" in message.lower() or "will be removed" in message.lower():
-            self.messages.append(" ".join(re.sub(r"\x1b\[[0-9;]*m", "", message).split())[:300])
 
 
 def main() -> None:
@@ -40,16 +29,11 @@ def main() -> None:
             results.append({"ok": False, "error": f"not a `{' '.join(LAUNCHER)}` command: {argv[:3]}", "deprecated": []})
             continue
         stderr = io.StringIO()
-        deprecations = Deprecations()
         try:
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr), \
-                    warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", DeprecationWarning)
-                logging.getLogger().addHandler(deprecations)
+                    collected("sglang") as deprecated:
                 prepare_server_args(argv[3:])
-            found = deprecations.messages + [str(w.message)[:300] for w in caught
-                                             if issubclass(w.category, DeprecationWarning) and "sglang" in w.filename]
-            results.append({"ok": True, "error": "", "deprecated": list(dict.fromkeys(found))})
+            results.append({"ok": True, "error": "", "deprecated": deprecated})
         except SystemExit:
             errors = [line.split(": error: ", 1)[1] for line in stderr.getvalue().splitlines() if ": error: " in line]
             results.append({"ok": False, "error": errors[-1] if errors else stderr.getvalue().strip()[-500:],

@@ -17,11 +17,10 @@ Nothing is started and nothing needs the model.
 import contextlib
 import io
 import json
-import logging
-import re
 import os
 import sys
-import warnings
+
+from deprecations import collected
 
 # The PyPI wheel is the CUDA build; without a GPU vLLM cannot infer a device and refuses
 # to build its parser (see use_cpu_platform).
@@ -103,19 +102,6 @@ def api_server_checks():
     return validate_api_server_args
 
 
-class Deprecations(logging.Handler):
-    """Warnings vLLM logs about deprecated or soon-removed options."""
-
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.messages = []
-
-    def emit(self, record):
-        message = record.getMessage()
-        if "deprecat" in message.lower() or "will be removed" in message.lower():
-            self.messages.append(" ".join(re.sub(r"\x1b\[[0-9;]*m", "", message).split())[:300])
-
-
 def check(parser, serve_command, serve, argv):
     validate_api_server_args = api_server_checks()
     if argv[:2] != ["vllm", "serve"]:
@@ -142,17 +128,11 @@ def check(parser, serve_command, serve, argv):
 def main():
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         parser, serve_command, serve = build()
-    deprecations = Deprecations()
-    logging.getLogger("vllm").addHandler(deprecations)
     results = []
     for argv in json.load(sys.stdin):
-        deprecations.messages = []
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", DeprecationWarning)
+        with collected("vllm", "vllm") as deprecated:
             error = check(parser, serve_command, serve, argv)
-        found = deprecations.messages + [str(w.message)[:300] for w in caught
-                                         if issubclass(w.category, DeprecationWarning) and "vllm" in w.filename]
-        results.append({"ok": error is None, "error": error or "", "deprecated": list(dict.fromkeys(found))})
+        results.append({"ok": error is None, "error": error or "", "deprecated": deprecated})
     json.dump(results, sys.stdout)
 
 
