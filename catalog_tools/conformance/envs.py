@@ -12,7 +12,7 @@ reused while its recipe is unchanged.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import os
 import re
@@ -35,6 +35,7 @@ class EnvError(Exception):
     pass
 
 
+@functools.lru_cache(maxsize=None)
 def releases() -> dict:
     return yamlio.load(RELEASES.read_text())
 
@@ -102,9 +103,11 @@ class ServerEnv:
         if not python:
             return f"{self.package}=={self.version}"
         wheels = self.path / "wheels"
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                        "--python-version", python, "--platform", "manylinux_2_24_x86_64", "-d", str(wheels),
-                        f"{self.package}=={self.version}"], check=True, capture_output=True)
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                               "--python-version", python, "--platform", "manylinux_2_24_x86_64", "-d", str(wheels),
+                               f"{self.package}=={self.version}"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise EnvError(f"pip download {self.package}=={self.version} failed: {proc.stderr.strip()[-1000:]}")
         [wheel] = wheels.glob("*.whl")
         # Its WHEEL file says linux_x86_64 where its name says manylinux: `wheel tags` wants them equal.
         wheel = wheel.rename(wheel.with_name(re.sub(r"manylinux_[0-9]+_[0-9]+_", "linux_", wheel.name)))
@@ -126,6 +129,7 @@ class ServerEnv:
         return json.loads(proc.stdout)
 
     def site_packages(self) -> Path:
+        self.build()
         return next(self.path.glob("lib/python*/site-packages"))
 
     def requires(self, name: str) -> bool:
@@ -159,8 +163,3 @@ def server_envs() -> dict[str, ServerEnv]:
         found[name] = ServerEnv(name, spec["package"], version, lock, spec["parser"], spec["module"],
                                 tuple(spec["program"]))
     return found
-
-
-def digest() -> str:
-    """A short hash of every environment's recipe (for CI caches)."""
-    return hashlib.sha256("".join(e.recipe for e in server_envs().values()).encode()).hexdigest()[:12]
