@@ -69,3 +69,25 @@ def test_kpt_exec_runs_the_same_function(tmp_path):
     (out,) = yamlio.load_all(proc.stdout)  # kpt wraps stdout output in a ResourceList
     _, containers = _server(out["items"])
     assert containers["vllm"]["resources"]["limits"]["nvidia.com/gpu"] == 2
+
+
+# The flags a platform team can run the function image with: nothing writable, no network,
+# no capabilities, an unprivileged user, bounded memory and processes.
+LOCKED_DOWN = ["--read-only", "--network", "none", "--user", "65534:65534", "--cap-drop", "ALL",
+               "--security-opt", "no-new-privileges", "--memory", "256m", "--pids-limit", "64"]
+
+
+def test_every_golden_example_passes_in_the_locked_down_image(docker_image):
+    """The image's own Python runs every golden example, inside the image, under LOCKED_DOWN."""
+    script = ("import pathlib, krm_functions; from krm_functions.krmfn.testing import check, discover; "
+              "from krm_functions.registry import REGISTRY; "
+              "cases = discover(pathlib.Path('/examples')); [check(REGISTRY, c) for c in cases]; "
+              "print(len(cases), 'examples passed')")
+    mounts = []
+    for examples in sorted((ROOT / "krm_functions").glob("*/examples")):
+        mounts += ["-v", f"{examples}:/examples/{examples.parent.name}/examples:ro"]
+    proc = subprocess.run(["docker", "run", "--rm", "-i", *LOCKED_DOWN, *mounts, "--entrypoint", "python3",
+                           docker_image, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    count = len(list(ROOT.glob("krm_functions/*/examples/*/config.yaml")))
+    assert proc.stdout.strip() == f"{count} examples passed"
