@@ -30,7 +30,7 @@ help:
 	@echo "make fuzz     the functions' fuzz suite with FUZZ_EXAMPLES cases (default 20000; make test runs 1000)"
 	@echo "make generate regenerate components/, catalog.md and entry READMEs from the data tables"
 	@echo "make deploy ENTRY=...   model-load Job first, wait, then the server (needs kubectl access)"
-	@echo "make new-model SERVER=serving-catalog/core/deployment/vllm FROM=gemma-2b TO=gemma-7b-it"
+	@echo "make new-model SERVER=serving-catalog/core/deployment/vllm FROM=gemma-3-27b-it TO=gemma-7b-it"
 	@echo "make bench    benchmarks (not tests): SDK vs kustomize builtins, container overhead, entry render times"
 	@echo "make crds     download the pinned CRD schemas into build/crds"
 	@echo "make e2e      a kind cluster: every entry applied with --dry-run=server (needs kind and network)"

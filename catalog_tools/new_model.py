@@ -1,12 +1,14 @@
 """Add a model to the catalog by copying an existing model's overlays.
 
     python -m catalog_tools.new_model SERVER_DIR FROM_MODEL TO_MODEL
-    e.g. serving-catalog/core/deployment/vllm gemma-2b gemma-7b-it
+    e.g. serving-catalog/core/deployment/vllm gemma-3-27b-it gemma-7b-it
 
 TO_MODEL must already be a row of krm_functions/data/models.yaml (the functions
 read its Hugging Face id, size and context length from there). Names, labels and
 the model reference are rewritten; the new entries' READMEs and catalog.md are
-regenerated. Sizing (CPU/memory, accelerator Component) is copied: review it.
+regenerated. Sizing (CPU/memory, accelerator Component) is copied: review it. When
+the new model does not fit the copied accelerator at its context, the build fails
+with the memory-fit numbers and nothing is written.
 """
 
 from __future__ import annotations
