@@ -81,11 +81,7 @@ def memory_fit(entry: Entry, root: Path = ROOT) -> Optional[memory.Fit]:
         return None
     server, model = tables.server(entry.server), tables.model(entry.model)
     accel = tables.accelerator(entry.provider, entry.accelerator["accelerator"])
-    if "topology" in entry.accelerator:
-        row = accel["topologies"][entry.accelerator["topology"]]
-        per_pod, hosts = tables.topology_chips(entry.accelerator["topology"]) // row["hosts"], row["hosts"]
-    else:
-        per_pod, hosts = entry.accelerator["count"], 1
+    per_pod, hosts, _ = accelerator.devices(accel, entry.accelerator)
     tensor, pipeline = accelerator.parallel_sizes(server, accel["type"] == "gpu", per_pod, hosts, entry.group)
     return memory.check(server, model, accel, _base_container(entry, server, root), tensor, pipeline,
                         server.get("contextLengthEnv"), None, entry.model)

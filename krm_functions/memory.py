@@ -98,7 +98,7 @@ _SGLANG_PREFILL_GRAPHS = {2048: 42, 4096: 50, 8192: 58, 16384: 74}
 def sglang_auto_fraction(device_gib: float, tensor: int, pipeline: int, model_row: dict) -> float:
     """SGLang 0.5.21's --mem-fraction-static when unset: device memory less a reserve for
     activations and CUDA graphs (sglang/srt/arg_groups/memory_hook.py,
-    handle_gpu_memory_settings; checked against it by tests/test_memory.py), lowered for
+    handle_gpu_memory_settings; checked against it by tests/test_conformance.py), lowered for
     models with a vision tower."""
     mib = device_gib * 1024
     _, chunk, small_bs, large_bs = next(row for row in _SGLANG_SIZES if device_gib < row[0])

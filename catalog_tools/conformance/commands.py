@@ -40,7 +40,6 @@ class CommandLine:
     image: str
     argv: list[str]            # command + args, expanded
     command: list[str] = field(default_factory=list)  # the container's own command part of argv
-    env: dict = field(default_factory=dict)
     shell: Optional[str] = None  # the script, when the container runs `sh -c SCRIPT`
 
     def __str__(self) -> str:
@@ -142,7 +141,7 @@ def _line(entry: str, where: str, server: str, binary: str, container: dict, inj
     argv = [expand(w, env) for w in words]
     shell = argv[2] if len(argv) >= 3 and argv[0] in SHELLS and argv[1] == "-c" else None
     command = argv[: len(container.get("command") or [])]
-    return CommandLine(entry, where, server, binary, str(container.get("image")), argv, command, env, shell)
+    return CommandLine(entry, where, server, binary, str(container.get("image")), argv, command, shell)
 
 
 def command_lines(entry: str, docs: Iterable[dict]) -> list[CommandLine]:

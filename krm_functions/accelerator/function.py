@@ -35,7 +35,7 @@ EXAMPLE = {"provider": "gke", "accelerator": "nvidia-l4", "count": 2}
 def transform(ctx: Context, spec: dict) -> None:
     provider = tables.provider(spec["provider"])
     accel = tables.accelerator(spec["provider"], spec["accelerator"])
-    per_pod, hosts, machine = _devices(accel, spec)
+    per_pod, hosts, machine = devices(accel, spec)
     for target in targets(ctx, spec):
         _check_group(target, hosts)
         fit = _inject(target, spec, provider, accel, per_pod, hosts)
@@ -45,7 +45,7 @@ def transform(ctx: Context, spec: dict) -> None:
     ctx.info(f"{accel['name']}: {per_pod} per pod, {hosts} host(s), machine type {machine}")
 
 
-def _devices(accel: dict, spec: dict) -> tuple[int, int, str]:
+def devices(accel: dict, spec: dict) -> tuple[int, int, str]:
     """Devices per pod, hosts per replica and machine type, checked against the table."""
     name = accel["name"]
     if accel["type"] == "gpu":
