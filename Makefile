@@ -18,7 +18,7 @@ SERVING_CATALOG_CRDS ?= $(CURDIR)/build/crds
 export SERVING_CATALOG_CRDS
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv docker images demo test validate conformance conformance-envs fuzz generate deploy new-model e2e crds bench clean
+.PHONY: help setup venv docker images demo test validate conformance conformance-envs policy policy-env fuzz generate deploy new-model e2e crds bench clean
 
 help:
 	@echo "make demo     set up, then render ENTRY ($(ENTRY)) with the functions in containers"
@@ -27,6 +27,7 @@ help:
 	@echo "make images   (re)build the function image"
 	@echo "make validate render every catalog entry and validate it strictly (part of make test)"
 	@echo "make conformance [ENTRY=...]  the conformance tier: real server parsers, releases, memory (part of make test)"
+	@echo "make policy [ENTRY=...]  checkov on every rendered pod: skips, failures (part of make test)"
 	@echo "make fuzz     the functions' fuzz suite with FUZZ_EXAMPLES cases (default 20000; make test runs 1000)"
 	@echo "make generate regenerate components/, catalog.md and entry READMEs from the data tables"
 	@echo "make deploy ENTRY=...   model-load Job first, wait, then the server (needs kubectl access)"
@@ -57,7 +58,7 @@ crds:
 	@[ -n "$$(ls $(SERVING_CATALOG_CRDS)/*.yaml 2>/dev/null)" ] || scripts/fetch-crds $(SERVING_CATALOG_CRDS) \
 	  || echo "make crds: could not download CRDs; custom-resource checks will skip (they fail under CI=true)"
 
-test: setup crds conformance-envs
+test: setup crds conformance-envs policy-env
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The pinned server releases, CPU only, cached in build/conformance (minutes the first time).
@@ -66,6 +67,13 @@ conformance-envs: venv
 
 fuzz: venv
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-20000} $(PY) -m pytest tests/test_fuzz.py $(PYTEST_ARGS)
+
+# checkov, pinned, in its own venv (build/policy); `make policy` reports every entry.
+policy-env: venv
+	$(PY) -m catalog_tools.policy --setup
+
+policy: setup policy-env
+	$(PY) -m catalog_tools.policy $(if $(filter command line,$(origin ENTRY)),$(ENTRY))
 
 # Every entry, or one: make conformance ENTRY=serving-catalog/core/deployment/vllm/gemma-2b/gke
 conformance: setup conformance-envs

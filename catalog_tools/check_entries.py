@@ -9,7 +9,7 @@ import re
 import sys
 import time
 
-from krm_functions import tables
+from krm_functions import pod_security, tables
 from krm_functions.krmfn import KubeObject
 
 from .catalog import Entry, entries
@@ -30,6 +30,34 @@ def image_problems(image: str) -> list[str]:
     if tag == "latest" or tag == "nightly":
         return [f"image {image} uses the moving tag :{tag}"]
     return []
+
+
+def security_problems(obj: KubeObject) -> list[str]:
+    """Server pods carry the hardening their servers-table row asks for (pod_security)."""
+    problems = []
+    for tmpl in obj.pod_templates():
+        server = tmpl.labels.get(tables.SERVER_LABEL)
+        if not server:
+            continue
+        where = f"{obj.kind}/{obj.name} {tmpl.path}"
+        containers = (tmpl.spec.get("initContainers") or []) + tmpl.containers()
+        for key, value in pod_security.POD_LABELS.items():
+            if tmpl.labels.get(key) != value:
+                problems.append(f"{where}: pod label {key}={value} missing (components/network-policy selects by it)")
+        annotations = obj.get("metadata", "annotations", default=None) or {}
+        if obj.kind != "InferenceService":  # its runtime carries them
+            for key, value in pod_security.checkov_annotations(tables.server(server)).items():
+                if annotations.get(key) != value:
+                    problems.append(f"{obj.kind}/{obj.name}: metadata.annotations.{key} is not {value!r} (pod_security)")
+        if obj.kind in ("ServingRuntime", "ClusterServingRuntime"):
+            # No pod-level fields in a runtime: its containers carry them; the
+            # InferenceService's predictor carries the token setting.
+            problems += [f"{where}: {p}" for p in pod_security.problems({}, containers, tables.server(server), calls_api=True)]
+        elif obj.kind == "InferenceService":
+            problems += [f"{where}: {p}" for p in pod_security.problems(tmpl.spec, [], tables.server(server))]
+        else:
+            problems += [f"{where}: {p}" for p in pod_security.problems(tmpl.spec, containers, tables.server(server))]
+    return problems
 
 
 def container_problems(obj: KubeObject, merged_env: frozenset = frozenset()) -> list[str]:
@@ -73,7 +101,7 @@ def check(entry: Entry, validator: Validator) -> list[str]:
             model_env[runtime] = model_env.get(runtime, frozenset()) | names
     for obj in objs:
         merged = model_env.get(obj.name, frozenset()) if obj.kind in ("ServingRuntime", "ClusterServingRuntime") else frozenset()
-        problems += [f"{entry.path}: {p}" for p in container_problems(obj, merged)]
+        problems += [f"{entry.path}: {p}" for p in container_problems(obj, merged) + security_problems(obj)]
     if not any(tables.SERVER_LABEL in str(doc) for doc in docs):
         problems.append(f"{entry.path}: no server workload rendered")
     return problems

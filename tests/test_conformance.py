@@ -187,15 +187,22 @@ def _objects(rendered):
 
 
 def test_one_hugging_face_token_secret_serves_every_entry(rendered):
-    """Download and build Jobs read key HF_TOKEN of Secret hf-token; KServe's storage initializer
-    reads the HF_TOKEN key of the Secrets its ServiceAccount lists (kserve pkg/credentials/hf)."""
+    """Download and build Jobs read key HF_TOKEN of Secret hf-token, as a file named by
+    HF_TOKEN_PATH (huggingface_hub/constants.py); KServe's storage initializer reads the
+    HF_TOKEN key of the Secrets its ServiceAccount lists (kserve pkg/credentials/hf)."""
     refs, accounts = set(), set()
     for entry, obj in _objects(rendered):
         for tmpl in obj.pod_templates():
+            volumes = {v["name"]: v for v in tmpl.spec.get("volumes") or []}
             for c in tmpl.containers():
-                for var in c.get("env") or []:
-                    if var.get("name") == "HF_TOKEN":
-                        refs.add((var["valueFrom"]["secretKeyRef"]["name"], var["valueFrom"]["secretKeyRef"]["key"]))
+                env = {e.get("name"): e for e in c.get("env") or []}
+                assert "HF_TOKEN" not in env, f"{entry}: {obj.kind}/{obj.name} has the token in its env"
+                if "HF_TOKEN_PATH" in env:
+                    mount = next(m for m in c["volumeMounts"] if env["HF_TOKEN_PATH"]["value"].startswith(m["mountPath"] + "/"))
+                    secret = volumes[mount["name"]]["secret"]
+                    [item] = secret["items"]
+                    assert env["HF_TOKEN_PATH"]["value"] == f"{mount['mountPath']}/{item['path']}"
+                    refs.add((secret["secretName"], item["key"]))
         if obj.kind == "ServiceAccount" and obj.get("secrets"):
             accounts |= {s["name"] for s in obj.get("secrets")}
     assert refs == {("hf-token", "HF_TOKEN")}

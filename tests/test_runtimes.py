@@ -91,3 +91,25 @@ def test_every_golden_example_passes_in_the_locked_down_image(docker_image):
     assert proc.returncode == 0, proc.stderr[-3000:]
     count = len(list(ROOT.glob("krm_functions/*/examples/*/config.yaml")))
     assert proc.stdout.strip() == f"{count} examples passed"
+
+
+def test_the_function_image_holds_only_python_and_the_functions(docker_image, tmp_path):
+    """No shell, package manager, perl or setuid/setgid file: the image's last stage is
+    scratch plus what krm_functions/assemble_rootfs.py copies."""
+    container = subprocess.run(["docker", "create", docker_image], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        tar = tmp_path / "rootfs.tar"
+        subprocess.run(["docker", "export", "-o", str(tar), container], check=True)
+    finally:
+        subprocess.run(["docker", "rm", container], capture_output=True)
+    import tarfile
+    with tarfile.open(tar) as rootfs:
+        members = rootfs.getmembers()
+    names = {m.name.lstrip("./") for m in members}
+    setid = [m.name for m in members if m.isfile() and m.mode & 0o6000]
+    assert setid == []
+    for unwanted in ("bin/sh", "bin/bash", "usr/bin/apt", "usr/bin/apt-get", "usr/bin/dpkg", "usr/bin/perl",
+                     "usr/bin/su", "usr/bin/passwd", "usr/bin/mount"):
+        assert unwanted not in names, unwanted
+    assert not [n for n in names if n.startswith(("var/lib/dpkg", "var/lib/apt", "usr/share/perl"))]
+    assert "opt/krm-functions/krm_functions/__main__.py" in names

@@ -71,9 +71,19 @@ def run_job(job: KubeObject, scratch: Path) -> tuple[Optional[str], dict[str, Pa
     env = container_env(container, {})
     argv = [expand(str(w), env) for w in (container.get("command") or []) + (container.get("args") or [])]
     claims = {}
-    command = ["docker", "run", "--rm", "--network", "none", "--user", "65534:65534",
+    # As the pod runs it: its UID and GID, its read-only root, only its emptyDirs writable.
+    ctx = {**(tmpl.spec.get("securityContext") or {}), **(container.get("securityContext") or {})}
+    command = ["docker", "run", "--rm", "--network", "none",
+               "--user", f"{ctx.get('runAsUser', 0)}:{ctx.get('runAsGroup', 0)}",
+               "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
                "-v", f"{STUBS}:/stubs:ro", "-e", "PATH=/stubs/bin:/usr/local/bin:/usr/bin:/bin",
-               "-e", "PYTHONPATH=/stubs/python:/stubs/maxtext", "-e", "HOME=/tmp"]
+               "-e", "PYTHONPATH=/stubs/python:/stubs/maxtext"]
+    if ctx.get("readOnlyRootFilesystem"):
+        command.append("--read-only")
+    empty_dirs = {v["name"] for v in tmpl.spec.get("volumes") or [] if "emptyDir" in v}
+    for mount in container.get("volumeMounts") or []:
+        if mount.get("name") in empty_dirs:
+            command += ["--tmpfs", f"{mount['mountPath']}:exec,mode=1777"]
     for name, value in env.items():
         command += ["-e", f"{name}={value}"]
     for claim, mount in _claim_mounts(tmpl, container).items():

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .. import tables
+from .. import pod_security, tables
 from ..krmfn import Context, Function, FunctionError, KubeObject, PodTemplate
 from . import build as model_build
 from ..workloads import TARGET_SCHEMA, ServerTarget, add_mount, add_volume, get_env, set_env, targets
@@ -335,11 +335,13 @@ def _labels(plan: Plan, component: str, server_label: bool) -> dict:
     return labels
 
 
-def _metadata(obj: KubeObject, name: str, labels: dict) -> dict:
+def _metadata(obj: KubeObject, name: str, labels: dict, annotations: Optional[dict] = None) -> dict:
     meta: dict = {"name": name}
     if obj.namespace:
         meta["namespace"] = obj.namespace
     meta["labels"] = labels
+    if annotations:
+        meta["annotations"] = annotations
     return meta
 
 
@@ -392,26 +394,29 @@ def _generate(ctx: Context, plan: Plan, spec: dict) -> tuple[str, str]:
                               spec["mountPath"])
         job, component = f"{plan.base_name}-build", "model-build"
     else:
-        container = _download_container(target, source, spec.get("revision"), hf_token)
-        pod = {"restartPolicy": "OnFailure", "containers": [container], "volumes": [weights]}
+        env, mounts, volumes = model_build.hf_token_file(hf_token)
+        container = _download_container(target, source, spec.get("revision"), env, mounts)
+        pod = {"restartPolicy": "OnFailure", "containers": [container], "volumes": [weights, *volumes]}
         job, component = f"{plan.base_name}-download", "model-download"
     ctx.add({
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": _metadata(obj, job, _labels(plan, component, server_label=False)),
+        "metadata": _metadata(obj, job, _labels(plan, component, server_label=False),
+                              pod_security.checkov_annotations(target.server)),
         "spec": {
             "backoffLimit": 4,
             "template": {
-                # Only the prerequisite label: the server's labels would put this pod
-                # behind the server's Service and under the other functions' edits.
-                "metadata": {"labels": {PREREQUISITE_LABEL: PREREQUISITE}},
-                "spec": pod,
+                # The prerequisite label and the catalog's pod label only: the server's labels
+                # would put this pod behind the server's Service and under the other functions' edits.
+                "metadata": {"labels": {PREREQUISITE_LABEL: PREREQUISITE, **pod_security.POD_LABELS}},
+                "spec": pod_security.restrict(pod, target.server),
             },
         },
     })
     return claim, job
 
 
-def _download_container(target: ServerTarget, source: Source, revision: Optional[str], hf_token: dict) -> dict:
+def _download_container(target: ServerTarget, source: Source, revision: Optional[str],
+                        token_env: list[dict], token_mounts: list[dict]) -> dict:
     args = [source.repo, "--local-dir", f"{JOB_MOUNT}/{source.repo}", "--exclude", "original/*"]
     if revision:
         args += ["--revision", revision]
@@ -423,11 +428,9 @@ def _download_container(target: ServerTarget, source: Source, revision: Optional
         "command": ["sh", "-c", 'if command -v hf >/dev/null; then exec hf download "$@"; '
                                 'else exec huggingface-cli download "$@"; fi', "download"],
         "args": args,
-        "env": [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": hf_token}},
-                {"name": "HF_HOME", "value": "/tmp/hf-home"}],
+        "env": [*token_env, {"name": "HF_HOME", "value": "/tmp/hf-home"}],
         "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}},
-        "securityContext": {"allowPrivilegeEscalation": False},
-        "volumeMounts": [{"name": VOLUME, "mountPath": JOB_MOUNT}],
+        "volumeMounts": [{"name": VOLUME, "mountPath": JOB_MOUNT}, *token_mounts],
     }
 
 
