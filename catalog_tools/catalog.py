@@ -128,8 +128,25 @@ def markdown(root: Path = ROOT) -> str:
         headroom = f"{fit.summary()} at {fit.context // 1024}k context" if fit else "n/a"
         lines.append(f"| {e.kind} | {server} | {e.model} | {e.provider} | {e.accelerator_text()} | {headroom} "
                      f"| {readme} |")
-    lines += ["", f"{len(rows)} entries.", ""] + matrix(rows)
+    lines += ["", f"{len(rows)} entries.", ""] + matrix(rows) + [""] + accelerator_menu()
     return "\n".join(lines)
+
+
+def accelerator_menu() -> list[str]:
+    """Every accelerator the tables offer, as an Accelerator intent names it."""
+    lines = ["## Accelerators", "",
+             "What an `Accelerator` intent can name (`provider`, `accelerator`, and `count` or `topology`; "
+             "README, Customize an entry). Entries use Components for some of them (`components/accelerators/`).", "",
+             "| provider | accelerator | device | count (machine) or topology (hosts x machine) |",
+             "| --- | --- | --- | --- |"]
+    for accel in tables.accelerators():
+        if accel["type"] == "gpu":
+            offers = ", ".join(f"{count} ({machine})" for count, machine in accel["machines"].items())
+        else:
+            offers = ", ".join(f"{topology} ({row['hosts']} x {row['machineType']})"
+                               for topology, row in accel["topologies"].items())
+        lines.append(f"| {accel['provider']} | `{accel['name']}` | {accel['device']} | {offers} |")
+    return lines
 
 
 def matrix(rows: list[Entry]) -> list[str]:

@@ -21,7 +21,9 @@ TARGET_SCHEMA = {
         "type": "object", "additionalProperties": False,
         "description": "Which workload to change; default: every workload whose pods carry "
                        f"the {tables.SERVER_LABEL} label.",
-        "properties": {"kind": {"type": "string"}, "name": {"type": "string"}},
+        "properties": {"kind": {"type": "string"}, "name": {"type": "string"},
+                       "matchLabels": {"type": "object", "additionalProperties": {"type": "string"},
+                                       "description": "Only workloads whose pod templates carry these labels."}},
     },
     "container": {"type": "string", "description": "Server container name; default: the servers table's containerName."},
     "server": {"type": "string", "description": "Server row; default: the pods' server label."},
@@ -51,6 +53,8 @@ def targets(ctx: Context, spec: dict) -> list[ServerTarget]:
         if obj.kind in BATCH_KINDS or wanted.get("kind", obj.kind) != obj.kind or wanted.get("name", obj.name) != obj.name:
             continue
         for tmpl in obj.pod_templates():
+            if any(tmpl.labels.get(k) != v for k, v in (wanted.get("matchLabels") or {}).items()):
+                continue
             server_name = spec.get("server") or tmpl.labels.get(tables.SERVER_LABEL) or obj.labels.get(tables.SERVER_LABEL)
             if not server_name and not wanted:
                 continue
@@ -174,3 +178,11 @@ def add_mount(container: dict, mount: dict) -> None:
             return
     mounts.append(mount)
 
+
+def apply_spot(tmpl: PodTemplate, provider: dict, name: str) -> None:
+    """The provider's spot node selector and tolerations (accelerators table, `spot`)."""
+    if "spot" not in provider:
+        raise FunctionError.at(None, "spec.provider", f"provider {name} has no spot capacity in the accelerators table")
+    tmpl.map_field("nodeSelector").update(provider["spot"]["nodeSelector"])
+    for toleration in provider["spot"].get("tolerations", []):
+        add_toleration(tmpl.spec, toleration)

@@ -6,8 +6,8 @@ from typing import Optional
 
 from .. import memory, tables
 from ..krmfn import Context, Function, FunctionError
-from ..spot.function import apply_spot
-from ..workloads import SHM_VOLUME, TARGET_SCHEMA, ServerTarget, add_mount, add_toleration, add_volume, set_param, targets
+from ..workloads import (SHM_VOLUME, TARGET_SCHEMA, ServerTarget, add_mount, add_toleration, add_volume, apply_spot,
+                         set_param, targets)
 
 # LeaderWorkerSet places each group alone in one domain of this node label
 # (kubernetes-sigs/lws api/leaderworkerset/v1: ExclusiveKeyAnnotationKey).
@@ -38,7 +38,7 @@ def transform(ctx: Context, spec: dict) -> None:
     per_pod, hosts, machine = devices(accel, spec)
     for target in targets(ctx, spec):
         _check_group(target, hosts)
-        fit = _inject(target, spec, provider, accel, per_pod, hosts)
+        fit = _inject(target, spec, provider, accel, per_pod, hosts, ctx.facts.get("contextLength"))
         if fit is not None:
             ctx.info(f"memory {fit.summary()} at context {fit.context} "
                      f"({fit.weights_gib:.1f} GiB weights per device)", target.obj)
@@ -86,7 +86,7 @@ def _check_group(target: ServerTarget, hosts: int) -> None:
 
 
 def _inject(target: ServerTarget, spec: dict, provider: dict, accel: dict, per_pod: int,
-            hosts: int) -> Optional[memory.Fit]:
+            hosts: int, context: Optional[int] = None) -> Optional[memory.Fit]:
     tmpl, container, server = target.template, target.container, target.server
     gpu = accel["type"] == "gpu"
     resource = provider["gpuResource" if gpu else "tpuResource"]
@@ -123,7 +123,7 @@ def _inject(target: ServerTarget, spec: dict, provider: dict, accel: dict, per_p
     if "tensor" in parallel:
         set_param(container, "tensor", tensor, parallel["tensor"])
     _add_shm(tmpl, container, spec)
-    return None if target.template.role == "worker" else _check_memory(target, accel, tensor, pipeline)
+    return None if target.template.role == "worker" else _check_memory(target, accel, tensor, pipeline, context)
 
 
 def parallel_sizes(server: dict, gpu: bool, per_pod: int, hosts: int, group: int) -> tuple[int, int]:
@@ -134,14 +134,20 @@ def parallel_sizes(server: dict, gpu: bool, per_pod: int, hosts: int, group: int
     return tensor, pipeline
 
 
-def _check_memory(target: ServerTarget, accel: dict, tensor: int, pipeline: int) -> Optional[memory.Fit]:
+def _check_memory(target: ServerTarget, accel: dict, tensor: int, pipeline: int,
+                  context: Optional[int] = None) -> Optional[memory.Fit]:
     """The model and one sequence at the entry's context fit the devices, or the build fails
-    with the numbers. Skipped when the pods name no model of the models table."""
+    with the numbers. Skipped when the pods name no model of the models table. `context`: the
+    length a ModelSource intent of the same Render call will set (it runs later)."""
     model_row = tables.table("models").get(target.model_name) if target.model_name else None
     if model_row is None or "memory" not in target.server:
         return None
     context_env = target.server.get("contextLengthEnv")
-    fit = memory.check(target.server, model_row, accel, target.container, tensor, pipeline, context_env,
+    container = target.container
+    if context is not None and context_env:
+        container = {**container, "env": [e for e in container.get("env") or [] if e.get("name") != context_env]
+                     + [{"name": context_env, "value": str(context)}]}
+    fit = memory.check(target.server, model_row, accel, container, tensor, pipeline, context_env,
                        target.obj, target.container_path)
     if not fit.fits:
         path = f"{target.container_path}.env.{context_env}" if context_env else target.container_path

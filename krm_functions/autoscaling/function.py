@@ -13,7 +13,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from ..krmfn import Context, Function, FunctionError
-from ..monitoring.function import GMP, ScrapeTarget, metadata, scrape_object, scrape_targets, target_label
+from ..scrape import GMP, ScrapeTarget, metadata, scrape_object, scrape_targets, target_label
 from ..workloads import TARGET_SCHEMA
 
 PROMETHEUS_ADAPTER = "prometheus-adapter"

@@ -29,6 +29,21 @@ class Context:
     items: list[KubeObject]
     config_ref: Optional[ResourceRef] = None
     results: list[Result] = field(default_factory=list)
+    # What one step of a Render call tells the later ones (e.g. the context length a
+    # ModelSource intent sets, for the Accelerator's memory fit): never read back from output.
+    facts: dict = field(default_factory=dict)
+    # The registry's functions by kind: a function that composes others (llm-d's ModelService)
+    # calls them through here, never by importing their modules.
+    functions: dict = field(default_factory=dict)
+
+    def call(self, kind: str, spec: dict, path: str) -> None:
+        """Run another function's transform on these items; its problems are this config's, at `path`."""
+        fn = self.functions[kind]
+        try:
+            fn.transform(self, configlib.validate(fn.spec_schema, spec))
+        except FunctionError as err:
+            raise FunctionError(*[Result(f"{path}: {r.message}", r.severity, r.resourceRef,
+                                         r.field if r.resourceRef else Field(path)) for r in err.results]) from None
 
     def error(self, message: str, obj: Optional[KubeObject] = None, path: Optional[str] = None, **kw: Any) -> None:
         self._add(ERROR, message, obj, path, kw)
@@ -116,6 +131,9 @@ class Registry:
     def get(self, kind: str) -> Optional[Function]:
         return self._functions.get(kind)
 
+    def functions(self) -> dict[str, Function]:
+        return dict(self._functions)
+
     def kinds(self) -> list[str]:
         return sorted(self._functions)
 
@@ -150,7 +168,7 @@ def run(registry: Registry, text: str | bytes, config: Optional[dict] = None) ->
         ref = ResourceRef(fn.api_version, fn.kind, str(meta.get("name", "")), meta.get("namespace"))
         spec = configlib.validate(fn.schema, rl.function_config, ref)["spec"]
         shapes.check(rl.items)
-        ctx = Context(rl.items, ref)
+        ctx = Context(rl.items, ref, functions=registry.functions())
         try:
             fn.transform(ctx, spec)
         except FunctionError as err:

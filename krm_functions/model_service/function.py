@@ -4,7 +4,8 @@ A platform owner's BaseConfig (a ConfigMap of jinja2 templates) and a model
 owner's ModelService become prefill and decode Deployments and Services, an
 InferencePool (inference.networking.k8s.io/v1) with its endpoint picker, an
 HTTPRoute and autoscaling: the accelerator, model-artifact and autoscaling
-parts reuse the Accelerator, ModelSource and Autoscaling functions.
+parts are the Accelerator, ModelSource and Autoscaling functions, called through
+the Context (Context.call), not imported.
 """
 
 from __future__ import annotations
@@ -12,14 +13,10 @@ from __future__ import annotations
 from typing import Optional
 
 from .. import tables
-from ..accelerator import function as accelerator
-from ..autoscaling import function as autoscaling
 from ..krmfn import Context, Function, FunctionError, KubeObject
-from ..krmfn import config as configlib
 from ..krmfn import shapes
 from ..krmfn.results import ERROR, Field, Result
-from ..model_source import function as model_source
-from ..workloads import targets
+from ..sources import Source, parse_uri
 from . import merge, templating
 
 ROLES = ("prefill", "decode")
@@ -132,7 +129,7 @@ def transform(ctx: Context, spec: dict) -> None:
     # Templates may name the namespace (RoleBinding subjects must): the config's, else default.
     namespace = (ctx.config_ref.namespace if ctx.config_ref else None) or "default"
     base, templates = _base_config(ctx, spec)
-    source = model_source.parse_uri(spec["modelArtifacts"]["uri"])
+    source = parse_uri(spec["modelArtifacts"]["uri"])
     if source.scheme == "gs":
         raise FunctionError.at(None, "spec.modelArtifacts.uri", "gs:// is not an llm-d artifact source: "
                                "use hf://, pvc:// or oci://")
@@ -199,7 +196,7 @@ def _base_config(ctx: Context, spec: dict) -> tuple[KubeObject, dict]:
     return base, data
 
 
-def _paths(source: model_source.Source) -> tuple[str, str]:
+def _paths(source: Source) -> tuple[str, str]:
     """The model's path in its source and where the servers read it (ModelSource's layout)."""
     mount = "/models"
     if source.scheme == "hf":
@@ -239,36 +236,22 @@ def _merge_pod(deployment: dict, containers: Optional[list], values: dict, path:
                     templating.render_values(init or [], values, where))
 
 
-def _validated(fn: Function, spec: dict) -> dict:
-    """Another function's spec, checked and defaulted by its own schema."""
-    return configlib.validate(fn.spec_schema, spec)
-
-
-def _call(fn: Function, ctx: Context, spec: dict, path: str) -> None:
-    """Run another function's transform; its config problems are this config's, at `path`."""
-    try:
-        fn.transform(ctx, _validated(fn, spec))
-    except FunctionError as err:
-        raise FunctionError(*[Result(f"{path}: {r.message}", r.severity, r.resourceRef,
-                                     r.field if r.resourceRef else Field(path)) for r in err.results]) from None
-
-
-def _load_model(ctx: Context, spec: dict, source: model_source.Source, name: str, roles: list) -> None:
+def _load_model(ctx: Context, spec: dict, source: Source, name: str, roles: list) -> None:
     """One weights volume (and download Job) for both roles, named after the ModelService."""
     artifacts = spec["modelArtifacts"]
-    found = [t for role in roles
-             for t in targets(ctx, {"workload": {"kind": "Deployment", "name": f"{name}-{role}"}})]
     model_name = tables.model_for_hf_id(source.repo) if source.scheme == "hf" else None
-    row = tables.model(model_name) if model_name else None
     storage = {k: artifacts[k] for k in ("size", "storageClassName") if k in artifacts}
-    ms_spec: dict = {"uri": source.uri, "hfTokenSecret": {"name": artifacts["authSecretName"]}}
+    ms_spec: dict = {"uri": source.uri, "name": name,
+                     "workload": {"kind": "Deployment", "matchLabels": {"app.kubernetes.io/instance": name,
+                                                                         SERVING_LABEL: "true"}}}
     if source.scheme == "hf":
-        ms_spec["storage"] = storage
-    if source.scheme == "hf" and row is None and "size" not in storage:
+        ms_spec.update(storage=storage, hfTokenSecret={"name": artifacts["authSecretName"]})
+    if model_name:  # the models table row: context length, volume size, memory fit
+        ms_spec["model"] = model_name
+    if source.scheme == "hf" and model_name is None and "size" not in storage:
         raise FunctionError.at(None, "spec.modelArtifacts.size", f"{source.repo} is not in the models table: "
                                "set the weights volume size")
-    plan = model_source.Plan(source, None, row, found, name=name)
-    model_source.apply_plan(ctx, plan, _validated(model_source.FUNCTION, ms_spec))
+    ctx.call("ModelSource", ms_spec, "spec.modelArtifacts")
 
 
 def _accelerate(ctx: Context, spec: dict, role: str, deployment: str) -> None:
@@ -282,7 +265,7 @@ def _accelerate(ctx: Context, spec: dict, role: str, deployment: str) -> None:
     # One GPU per tensor-parallel rank: the count is the role's tensor parallelism.
     config = {**accel, "count": spec[role]["parallelism"]["tensor"],
               "workload": {"kind": "Deployment", "name": deployment}}
-    _call(accelerator.FUNCTION, ctx, config, f"spec.{role}")
+    ctx.call("Accelerator", config, f"spec.{role}")
 
 
 def _autoscale(ctx: Context, spec: dict, role: str, deployment: str) -> None:
@@ -290,7 +273,7 @@ def _autoscale(ctx: Context, spec: dict, role: str, deployment: str) -> None:
     config["workload"] = {"kind": "Deployment", "name": deployment}
     if "minReplicas" not in config:
         config["minReplicas"] = max(1, spec[role]["replicas"])
-    _call(autoscaling.FUNCTION, ctx, config, f"spec.{role}.autoscaling")
+    ctx.call("Autoscaling", config, f"spec.{role}.autoscaling")
 
 
 FUNCTION = Function(

@@ -16,6 +16,7 @@ from typing import Optional
 from .. import pod_security, tables
 from ..krmfn import Context, Function, FunctionError, KubeObject, PodTemplate
 from . import build as model_build
+from ..sources import SCHEMES, Source, parse_uri
 from ..workloads import TARGET_SCHEMA, ServerTarget, add_mount, add_volume, get_env, set_env, targets
 
 PREREQUISITE_LABEL = "prerequisite"
@@ -28,23 +29,6 @@ COPIED_LABEL_PREFIXES = ("app.kubernetes.io/", "serving-catalog.dev/")
 # The Secret key of the Hugging Face token: KServe's storage initializer reads HF_TOKEN
 # (kserve pkg/credentials/hf: HFTokenKey), and the download Jobs read the same key.
 HF_TOKEN_KEY = "HF_TOKEN"
-SCHEMES = "hf://org/model, gs://bucket/path, pvc://claim/path or oci://image:tag"
-
-# One pattern per scheme; the names of the groups are what the source needs.
-_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
-_PATTERNS = {
-    # Hugging Face repository ids: org/name, letters, digits, '-', '_', '.'.
-    "hf": re.compile(rf"^hf://(?P<repo>{_NAME}/{_NAME})/?$"),
-    # GCS bucket names; the path may not hold ',' (it goes into gcsfuse's mount options).
-    "gs": re.compile(r"^gs://(?P<bucket>[a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?:/(?P<path>[^,\s]*))?$"),
-    # A claim name is a DNS subdomain.
-    "pvc": re.compile(r"^pvc://(?P<claim>[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?)(?:/(?P<path>\S*))?$"),
-    # An image reference: [registry[:port]/]repository[:tag][@digest].
-    "oci": re.compile(r"^oci://(?P<ref>(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?"
-                      r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-                      r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?P<digest>@sha256:[a-f0-9]{64})?)$"),
-}
-_FORMS = {"hf": "hf://org/model", "gs": "gs://bucket/path", "pvc": "pvc://claim/path", "oci": "oci://image:tag"}
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 
 SPEC_SCHEMA = {
@@ -57,6 +41,13 @@ SPEC_SCHEMA = {
         "model": {"type": "string", "minLength": 1,
                   "description": f"Models table row; default: the pods' {tables.MODEL_LABEL} label. Gives the "
                                  "default uri and the default volume size."},
+        "name": {"type": "string", "minLength": 1, "maxLength": 50,
+                 "description": "One claim and one Job for every selected workload, their names based on this "
+                                "(llm-d's roles share one). Default: one each, named after the workload."},
+        "contextLength": {"type": "integer", "minimum": 1,
+                          "description": "Context length the server serves (its contextLengthEnv, e.g. MAX_MODEL_LEN). "
+                                         "Default: what the entry sets, else the models table's maxModelLen. "
+                                         "Checked against the accelerators' memory when rendered with Render."},
         "revision": {"type": "string", "minLength": 1,
                      "description": "Hugging Face revision (branch, tag or commit) to download; hf:// only. "
                                     "Default: the repository's default branch."},
@@ -96,28 +87,6 @@ EXAMPLE = {"uri": "hf://google/gemma-2b", "storage": {"storageClassName": "stand
 
 
 @dataclass
-class Source:
-    """A parsed uri."""
-
-    scheme: str
-    uri: str
-    repo: str = ""  # hf
-    bucket: str = ""  # gs
-    claim: str = ""  # pvc
-    path: str = ""  # gs, pvc: inside the bucket or claim, no leading/trailing '/'
-    reference: str = ""  # oci
-
-    @property
-    def default_served_name(self) -> str:
-        """The name clients use when no model name is known: the last part of the uri."""
-        if self.scheme == "hf":
-            return self.repo
-        if self.scheme == "oci":  # the repository's last part, without tag or digest
-            return self.reference.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
-        return (self.path.rsplit("/", 1)[-1] if self.path else "") or self.bucket or self.claim
-
-
-@dataclass
 class Plan:
     """What one workload gets: the source and the model row it came from."""
 
@@ -130,37 +99,6 @@ class Plan:
     @property
     def base_name(self) -> str:
         return self.name or self.targets[0].obj.name
-
-
-def parse_uri(uri: str) -> Source:
-    scheme, sep, _ = uri.partition("://")
-    if not sep:
-        raise FunctionError.at(None, "spec.uri", f"{uri!r} has no scheme: expected {SCHEMES}", current=uri)
-    if scheme not in _PATTERNS:
-        raise FunctionError.at(None, "spec.uri", f"unknown scheme {scheme + '://'!r}: expected {SCHEMES}", current=uri)
-    match = _PATTERNS[scheme].match(uri)
-    if match is None:
-        raise FunctionError.at(None, "spec.uri", f"malformed {scheme}:// uri {uri!r}: expected {_FORMS[scheme]}",
-                               current=uri)
-    parts = {k: v for k, v in match.groupdict().items() if v is not None and k not in ("tag", "digest")}
-    if "path" in parts:
-        parts["path"] = parts["path"].strip("/")
-        if ".." in parts["path"].split("/"):
-            raise FunctionError.at(None, "spec.uri", f"{uri!r}: the path may not contain '..'", current=uri)
-    source = Source(scheme, uri, **{("reference" if k == "ref" else k): v for k, v in parts.items()})
-    if scheme == "oci":
-        _check_pinned(source, match.group("tag"), match.group("digest"))
-    return source
-
-
-def _check_pinned(source: Source, tag: Optional[str], digest: Optional[str]) -> None:
-    if digest:
-        return  # a digest pins the image
-    if not tag or tag == "latest":
-        what = "has no tag" if not tag else "uses the :latest tag"
-        raise FunctionError.at(None, "spec.uri", f"{source.uri!r} {what}: pin a version tag or a digest "
-                               f"(each node pulls the image once; a moving tag serves different weights "
-                               f"on different nodes)", current=source.uri)
 
 
 def _check_fields(spec: dict) -> None:
@@ -196,6 +134,14 @@ def transform(ctx: Context, spec: dict) -> None:
                                    f"({previous.source.uri}, {plan.source.uri}); set spec.uri")
         previous.targets.append(target)
 
+    if spec.get("name"):  # one set of weights for all of them
+        merged = list(plans.values())
+        if len({p.source.uri for p in merged}) > 1:
+            raise FunctionError.at(None, "spec.name", "the selected workloads name different models "
+                                   f"({', '.join(sorted({p.source.uri for p in merged}))}): one claim cannot hold them")
+        first = merged[0]
+        plans = {0: Plan(first.source, first.model_name, first.model_row,
+                         [t for p in merged for t in p.targets], name=spec["name"])}
     for plan in plans.values():
         apply_plan(ctx, plan, spec)
 
@@ -285,9 +231,11 @@ def _mount_source(plan: Plan, spec: dict) -> str:
         set_env(target.container, "SERVED_MODEL_NAME", served)
         if source.scheme in ("hf", "pvc"):
             set_env(target.container, "HF_HUB_OFFLINE", "1")
-        # The models table's context length is the default; an entry may set its own.
+        # spec.contextLength, else the entry's own, else the models table's.
         context_env = target.server.get("contextLengthEnv")
-        if context_env and plan.model_row and get_env(target.container, context_env) is None:
+        if context_env and spec.get("contextLength"):
+            set_env(target.container, context_env, str(spec["contextLength"]))
+        elif context_env and plan.model_row and get_env(target.container, context_env) is None:
             set_env(target.container, context_env, str(plan.model_row["maxModelLen"]))
     return local_path
 
@@ -313,7 +261,9 @@ def _kserve_storage(ctx: Context, plan: Plan, spec: dict) -> None:
                  "secrets": [{"name": secret}]})
         obj.set(account, "spec", "predictor", "serviceAccountName")
     context_env = target.server.get("contextLengthEnv")
-    if context_env and plan.model_row and get_env(model, context_env) is None:
+    if context_env and spec.get("contextLength"):
+        set_env(model, context_env, str(spec["contextLength"]))
+    elif context_env and plan.model_row and get_env(model, context_env) is None:
         set_env(model, context_env, str(plan.model_row["maxModelLen"]))
     ctx.info(f"InferenceService/{obj.name}: KServe loads {uri} into /mnt/models", obj)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .. import tables
-from ..krmfn import Context, Function, FunctionError, PodTemplate
-from ..workloads import TARGET_SCHEMA, add_toleration, targets
+from ..krmfn import Context, Function
+from ..workloads import TARGET_SCHEMA, apply_spot, targets
 
 SPEC_SCHEMA = {
     "type": "object",
@@ -15,15 +15,6 @@ SPEC_SCHEMA = {
         **TARGET_SCHEMA,
     },
 }
-
-
-def apply_spot(tmpl: PodTemplate, provider: dict, name: str) -> None:
-    """The provider's spot node selector and tolerations (accelerators table, `spot`)."""
-    if "spot" not in provider:
-        raise FunctionError.at(None, "spec.provider", f"provider {name} has no spot capacity in the accelerators table")
-    tmpl.map_field("nodeSelector").update(provider["spot"]["nodeSelector"])
-    for toleration in provider["spot"].get("tolerations", []):
-        add_toleration(tmpl.spec, toleration)
 
 
 def transform(ctx: Context, spec: dict) -> None:
