@@ -45,6 +45,11 @@ class ServerTarget:
         return self.obj.group == "serving.kserve.io"
 
 
+def target_key(target: ServerTarget) -> tuple:
+    """A server pod template's key in a Render call's facts."""
+    return (target.obj.kind, target.obj.namespace or "", target.obj.name, target.template.role or "")
+
+
 def targets(ctx: Context, spec: dict) -> list[ServerTarget]:
     """Every server container the config selects; an error when there is none."""
     wanted = spec.get("workload") or {}

@@ -126,3 +126,22 @@ def test_every_generated_component_is_used_or_an_opt_in():
         folder = path.rpartition("/")[0]
         assert folder in used or folder == "components/render" or any(
             fnmatch.fnmatch(folder, p) for p in generate.OPT_IN), folder
+
+
+def test_a_build_takes_parallelism_and_devices_from_the_accelerator_step_not_the_rendered_args():
+    """In a Render call the Accelerator step's facts reach the model build; the rendered
+    container (here saying otherwise) is read only when ModelSource runs alone."""
+    from krm_functions import tables
+    from krm_functions.krmfn import KubeObject
+    from krm_functions.model_source import build
+    from krm_functions.workloads import ServerTarget, target_key
+    container = {"name": "triton", "env": [{"name": "WORLD_SIZE", "value": "1"}],
+                 "resources": {"limits": {"nvidia.com/gpu": 1}}}
+    obj = KubeObject({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "t"},
+                      "spec": {"template": {"metadata": {"labels": {}}, "spec": {"containers": [container]}}}})
+    [tmpl] = obj.pod_templates()
+    target = ServerTarget(obj, tmpl, container, "spec.template.spec.containers[0]", "triton-trtllm",
+                          tables.server("triton-trtllm"), None)
+    facts = {"accelerators": {target_key(target): {"tensor": 4, "devices": {"nvidia.com/gpu": 4}}}}
+    assert (build.tensor_parallel(target, facts), build.devices(target, facts)) == (4, {"nvidia.com/gpu": 4})
+    assert build.devices(target) == {"nvidia.com/gpu": 1}

@@ -7,7 +7,7 @@ from typing import Optional
 from .. import memory, tables
 from ..krmfn import Context, Function, FunctionError
 from ..workloads import (SHM_VOLUME, TARGET_SCHEMA, ServerTarget, add_mount, add_toleration, add_volume, apply_spot,
-                         set_param, targets)
+                         set_param, target_key, targets)
 
 # LeaderWorkerSet places each group alone in one domain of this node label
 # (kubernetes-sigs/lws api/leaderworkerset/v1: ExclusiveKeyAnnotationKey).
@@ -38,7 +38,7 @@ def transform(ctx: Context, spec: dict) -> None:
     per_pod, hosts, machine = devices(accel, spec)
     for target in targets(ctx, spec):
         _check_group(target, hosts)
-        fit = _inject(target, spec, provider, accel, per_pod, hosts, ctx.facts.get("contextLength"))
+        fit = _inject(target, spec, provider, accel, per_pod, hosts, ctx.facts)
         if fit is not None:
             ctx.info(f"memory {fit.summary()} at context {fit.context} "
                      f"({fit.weights_gib:.1f} GiB weights per device)", target.obj)
@@ -86,7 +86,9 @@ def _check_group(target: ServerTarget, hosts: int) -> None:
 
 
 def _inject(target: ServerTarget, spec: dict, provider: dict, accel: dict, per_pod: int,
-            hosts: int, context: Optional[int] = None) -> Optional[memory.Fit]:
+            hosts: int, facts: dict) -> Optional[memory.Fit]:
+    """Devices, scheduling and parallelism on one server pod template. What later steps of a
+    Render call need (a model build's tensor parallelism and devices) goes in `facts`."""
     tmpl, container, server = target.template, target.container, target.server
     gpu = accel["type"] == "gpu"
     resource = provider["gpuResource" if gpu else "tpuResource"]
@@ -118,12 +120,14 @@ def _inject(target: ServerTarget, spec: dict, provider: dict, accel: dict, per_p
         _add_shm(tmpl, container, spec)
         return None  # the workers join the leader's Ray cluster: no engine flags
     tensor, pipeline = parallel_sizes(server, gpu, per_pod, hosts, group)
+    facts.setdefault("accelerators", {})[target_key(target)] = {"tensor": tensor, "devices": {resource: per_pod}}
     if pipeline > 1:
         set_param(container, "pipeline", pipeline, parallel["pipeline"])
     if "tensor" in parallel:
         set_param(container, "tensor", tensor, parallel["tensor"])
     _add_shm(tmpl, container, spec)
-    return None if target.template.role == "worker" else _check_memory(target, accel, tensor, pipeline, context)
+    return None if target.template.role == "worker" else _check_memory(target, accel, tensor, pipeline,
+                                                                         facts.get("contextLength"))
 
 
 def parallel_sizes(server: dict, gpu: bool, per_pod: int, hosts: int, group: int) -> tuple[int, int]:

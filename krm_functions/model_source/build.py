@@ -17,7 +17,7 @@ from typing import Optional
 
 from .. import tables
 from ..krmfn import FunctionError, PodTemplate
-from ..workloads import SHM_VOLUME, ServerTarget, get_param
+from ..workloads import SHM_VOLUME, ServerTarget, get_param, target_key
 
 BUILDS_DIR = os.path.join(tables.DATA_DIR, "model-builds")
 # Resources the build Job takes from the server container as they are: the devices.
@@ -54,8 +54,12 @@ def model_section(build: dict, model_row: Optional[dict], model_name: Optional[s
     return model_row[name]
 
 
-def tensor_parallel(target: ServerTarget) -> int:
-    """The server's tensor-parallel size as the Accelerator function set it (1 when unset)."""
+def tensor_parallel(target: ServerTarget, facts: Optional[dict] = None) -> int:
+    """The server's tensor-parallel size: what the Accelerator step of this Render call
+    computed; else, run alone, as the Accelerator function set it (1 when unset)."""
+    known = ((facts or {}).get("accelerators") or {}).get(target_key(target))
+    if known:
+        return known["tensor"]
     setting = (target.server.get("parallelism") or {}).get("tensor") or {}
     value = get_param(target.container, setting)
     try:
@@ -65,8 +69,12 @@ def tensor_parallel(target: ServerTarget) -> int:
                                "(the build needs it)", current=value) from None
 
 
-def devices(target: ServerTarget) -> dict:
-    """The accelerator requests of the server container (e.g. nvidia.com/gpu: 2)."""
+def devices(target: ServerTarget, facts: Optional[dict] = None) -> dict:
+    """The accelerator requests of the server container (e.g. nvidia.com/gpu: 2): from this
+    Render call's Accelerator step, else, run alone, from the container."""
+    known = ((facts or {}).get("accelerators") or {}).get(target_key(target))
+    if known:
+        return dict(known["devices"])
     limits = (target.container.get("resources") or {}).get("limits") or {}
     found = {k: v for k, v in limits.items() if not k.startswith(NOT_DEVICES)}
     if not found:
@@ -133,11 +141,11 @@ def hf_token_file(hf_token: dict) -> tuple[list[dict], list[dict], list[dict]]:
 
 
 def pod(target: ServerTarget, build: dict, model_row: dict, section: dict, repo: str, repo_dir: str,
-        revision: Optional[str], hf_token: dict, volume: dict, mount: str) -> dict:
+        revision: Optional[str], hf_token: dict, volume: dict, mount: str, facts: Optional[dict] = None) -> dict:
     """The build Job's pod spec: one container running the rendered script."""
     tmpl: PodTemplate = target.template
     context = {"repo": repo, "revision": revision, "weights_dir": repo_dir, "section": section,
-               "output_dir": output_path(repo_dir, build), "server_dir": server_path(repo_dir, build), "tensor_parallel": tensor_parallel(target),
+               "output_dir": output_path(repo_dir, build), "server_dir": server_path(repo_dir, build), "tensor_parallel": tensor_parallel(target, facts),
                "max_seq_len": model_row["maxModelLen"]}
     command = ["bash", "-c", script(build, context)]
     memory = f"{memory_gib(build, model_row)}Gi"
@@ -151,7 +159,7 @@ def pod(target: ServerTarget, build: dict, model_row: dict, section: dict, repo:
     mounts, volumes = [{"name": volume["name"], "mountPath": mount}, *mounts], [volume, *volumes]
     scheduling: dict = {}
     if build.get("onServerAccelerator"):
-        for name, count in devices(target).items():
+        for name, count in devices(target, facts).items():
             resources["requests"][name] = resources["limits"][name] = count
         scheduling = {key: tmpl.spec[key] for key in SCHEDULING if tmpl.spec.get(key)}
         # NCCL and the build's MPI workers share tensors through /dev/shm, as the server's do.

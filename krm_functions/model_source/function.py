@@ -341,7 +341,7 @@ def _generate(ctx: Context, plan: Plan, spec: dict) -> tuple[str, str]:
         # Mounted where the server mounts it: a build may write these paths into its output.
         pod = model_build.pod(target, build, plan.model_row, section, source.repo,
                               f"{spec['mountPath']}/{source.repo}", spec.get("revision"), hf_token, weights,
-                              spec["mountPath"])
+                              spec["mountPath"], ctx.facts)
         job, component = f"{plan.base_name}-build", "model-build"
     else:
         env, mounts, volumes = model_build.hf_token_file(hf_token)
