@@ -18,7 +18,7 @@ SERVING_CATALOG_CRDS ?= $(CURDIR)/build/crds
 export SERVING_CATALOG_CRDS
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv docker images demo test validate conformance conformance-envs policy policy-env fuzz generate deploy new-model e2e crds bench clean
+.PHONY: help setup venv docker images demo test validate conformance conformance-envs policy policy-env fuzz generate hydrate deploy new-model e2e crds bench clean
 
 help:
 	@echo "make demo     set up, then render ENTRY ($(ENTRY)) with the functions in containers"
@@ -29,7 +29,8 @@ help:
 	@echo "make conformance [ENTRY=...]  the conformance tier: real server parsers, releases, memory (part of make test)"
 	@echo "make policy [ENTRY=...]  checkov on every rendered pod: skips, failures (part of make test)"
 	@echo "make fuzz     the functions' fuzz suite with FUZZ_EXAMPLES cases (default 20000; make test runs 1000)"
-	@echo "make generate regenerate components/, catalog.md and entry READMEs from the data tables"
+	@echo "make generate regenerate components/, catalog.md, entry READMEs and hydrated/ from the data tables"
+	@echo "make hydrate  the same (hydrated/<entry>: each entry rendered, for Flux and Argo CD)"
 	@echo "make deploy ENTRY=...   model-load Job first, wait, then the server (needs kubectl access)"
 	@echo "make new-model SERVER=serving-catalog/core/deployment/vllm FROM=gemma-3-27b-it TO=gemma-7b-it"
 	@echo "make bench    benchmarks (not tests): SDK vs kustomize builtins, container overhead, entry render times"
@@ -84,6 +85,8 @@ validate: setup crds
 
 generate: setup
 	$(PY) -m catalog_tools.generate
+
+hydrate: generate
 
 deploy: setup
 	scripts/deploy $(ENTRY)

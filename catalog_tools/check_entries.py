@@ -32,6 +32,26 @@ def image_problems(image: str) -> list[str]:
     return []
 
 
+# Object names the API server accepts (k8s.io/apimachinery validation): a DNS-1035 label for
+# Services, a DNS-1123 label for Namespaces, a DNS-1123 subdomain for the rest.
+DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+DNS_1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def name_problems(obj: KubeObject) -> list[str]:
+    name = obj.name
+    if obj.kind == "Service" and obj.group == "":
+        rule, limit, what = DNS_1035_LABEL, 63, "a DNS-1035 label (lower case letters, digits, '-'; a letter first)"
+    elif obj.kind == "Namespace" and obj.group == "":
+        rule, limit, what = DNS_1123_LABEL, 63, "a DNS-1123 label (lower case letters, digits, '-')"
+    else:
+        rule, limit, what = DNS_1123_SUBDOMAIN, 253, "a DNS-1123 subdomain (lower case letters, digits, '-', '.')"
+    if not rule.match(name) or len(name) > limit:
+        return [f"{obj.kind}/{name}: metadata.name must be {what} of at most {limit} characters"]
+    return []
+
+
 def security_problems(obj: KubeObject) -> list[str]:
     """Server pods carry the hardening their servers-table row asks for (pod_security)."""
     problems = []
@@ -101,7 +121,8 @@ def check(entry: Entry, validator: Validator) -> list[str]:
             model_env[runtime] = model_env.get(runtime, frozenset()) | names
     for obj in objs:
         merged = model_env.get(obj.name, frozenset()) if obj.kind in ("ServingRuntime", "ClusterServingRuntime") else frozenset()
-        problems += [f"{entry.path}: {p}" for p in container_problems(obj, merged) + security_problems(obj)]
+        problems += [f"{entry.path}: {p}" for p in container_problems(obj, merged) + security_problems(obj)
+                     + name_problems(obj)]
     if not any(tables.SERVER_LABEL in str(doc) for doc in docs):
         problems.append(f"{entry.path}: no server workload rendered")
     return problems

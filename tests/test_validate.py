@@ -362,3 +362,16 @@ def test_fetch_crds_table_matches_the_crd_directory(crd_dir):
             if line.startswith("| ") and not line.startswith(("| file", "| ---"))
         ]
         assert rows == documented
+
+
+def test_object_names_must_be_valid_for_their_kind():
+    from catalog_tools.check_entries import name_problems
+    from krm_functions.krmfn import KubeObject
+
+    def named(kind: str, name: str, api: str = "v1") -> list[str]:
+        return name_problems(KubeObject({"apiVersion": api, "kind": kind, "metadata": {"name": name}}))
+
+    assert named("Service", "vllm-qwen2.5-7b-instruct") and "DNS-1035" in named("Service", "vllm-qwen2.5-7b-instruct")[0]
+    assert named("Service", "vllm-qwen2-5-7b-instruct") == []
+    assert named("Deployment", "vllm-qwen2.5-7b-instruct", "apps/v1") == []  # a subdomain may hold dots
+    assert named("ConfigMap", "Upper") and named("Service", "7b") and named("Service", "x" * 64)

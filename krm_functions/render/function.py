@@ -15,6 +15,7 @@ prints, and an overlay can still patch one and render again (README, Customize a
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Iterable
 
 from .. import API_VERSION
@@ -23,6 +24,13 @@ from ..krmfn import config as configlib
 from ..krmfn.kubeobject import LOCAL_ANNOTATIONS
 
 ORDER = ("ModelService", "Accelerator", "Spot", "ModelSource", "Autoscaling", "Monitoring")
+# $(VAR) as the kubelet expands it in command and args ($$(VAR) is a literal).
+VAR_REF = re.compile(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+# Set on the pods by their controller, not in the manifest (LeaderWorkerSet).
+INJECTED_ENV = {"LWS_LEADER_ADDRESS", "LWS_GROUP_SIZE", "LWS_WORKER_INDEX", "LWS_LEADER_NAME"}
+HOW_TO_SET = {"MAX_MODEL_LEN": "set spec.contextLength on the ModelSource intent (or env MAX_MODEL_LEN)",
+              "MODEL_ID": "add a ModelSource intent (or set env MODEL_ID)",
+              "SERVED_MODEL_NAME": "add a ModelSource intent (or set env SERVED_MODEL_NAME)"}
 LOCAL_CONFIG = LOCAL_ANNOTATIONS[0]
 
 SPEC_SCHEMA = {"type": "object", "additionalProperties": False, "properties": {}}
@@ -62,6 +70,26 @@ def make(functions: dict[str, Function]) -> Function:
                                    for r in step.results)
                 if step.failed:
                     return
+        _check_variables(ctx)
+
+    def _check_variables(ctx: Context) -> None:
+        """A $(VAR) no env defines reaches the server as those literal characters: fail here."""
+        for obj in ctx.items:
+            if obj.kind in ("ServingRuntime", "ClusterServingRuntime"):
+                continue  # its env comes from the InferenceService that uses it
+            for tmpl in obj.pod_templates():
+                init = [(f"{tmpl.spec_path}.initContainers[{i}]", c)
+                        for i, c in enumerate(tmpl.spec.get("initContainers") or [])]
+                main = [(tmpl.container_path(c.get("name", "kserve-container")), c) for c in tmpl.containers()]
+                for path, c in init + main:
+                    defined = {e.get("name") for e in c.get("env") or [] if isinstance(e, dict)} | INJECTED_ENV
+                    for key in ("command", "args"):
+                        for i, word in enumerate(c.get(key) or []):
+                            for var in VAR_REF.findall(str(word)):
+                                if var not in defined:
+                                    ctx.error(f"$({var}) is never set, so the server would get it literally: "
+                                              f"{HOW_TO_SET.get(var, f'set env {var} on the container')}",
+                                              obj, f"{path}.{key}[{i}]")
 
     return Function(
         kind="Render",
