@@ -4,6 +4,7 @@ so that they never disagree with the manifests."""
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import jinja2
@@ -34,8 +35,13 @@ def _parallel_args(server_row: dict, container: dict) -> tuple[str, str]:
 def _node_pool(provider: dict, accel_row: dict, machine: str, nodes: int, count=None, topology=None) -> str:
     """The provider's node-pool command (accelerators table), or "" where it has none."""
     template = (provider.get("nodePool") or {}).get(accel_row["type"])
-    return template.format(accelerator=accel_row["name"], machine=machine, nodes=nodes, count=count,
-                           topology=topology) if template else ""
+    if not template:
+        return ""
+    text = template.format(accelerator=accel_row["name"], machine=machine, nodes=nodes, count=count,
+                           topology=topology)
+    if "\n" in text:  # a script of its own (a config file and a command)
+        return text
+    return " \\\n  ".join(textwrap.wrap(text, 100, break_long_words=False, break_on_hyphens=False))
 
 
 def _verify(server_row: dict, model: str) -> tuple[str, str]:

@@ -145,3 +145,40 @@ def test_a_build_takes_parallelism_and_devices_from_the_accelerator_step_not_the
     facts = {"accelerators": {target_key(target): {"tensor": 4, "devices": {"nvidia.com/gpu": 4}}}}
     assert (build.tensor_parallel(target, facts), build.devices(target, facts)) == (4, {"nvidia.com/gpu": 4})
     assert build.devices(target) == {"nvidia.com/gpu": 1}
+
+
+def test_kpt_fn_render_runs_the_same_call_as_a_pipeline(tmp_path):
+    """The third runtime: a kpt package (the entry's inputs, intents included) whose Kptfile
+    names Render as an exec mutator; its output is the golden example's."""
+    import sys
+    from pathlib import Path
+    kpt = shutil.which("kpt")
+    assert kpt, "kpt is not on PATH"
+    case = ROOT / "krm_functions" / "render" / "examples" / "order-free"
+    exe = Path(shutil.which("krm-fn") or Path(sys.executable).parent / "krm-fn")
+    pkg = tmp_path / "entry"
+    pkg.mkdir()
+    shutil.copy(case / "input.yaml", pkg / "resources.yaml")
+    config = yamlio.load((case / "config.yaml").read_text())
+    config["metadata"]["annotations"] = {"config.kubernetes.io/local-config": "true"}
+    (pkg / "render.yaml").write_text(yamlio.dump(config))
+    (pkg / "Kptfile").write_text(yamlio.dump({
+        "apiVersion": "kpt.dev/v1", "kind": "Kptfile",
+        "metadata": {"name": "entry", "annotations": {"config.kubernetes.io/local-config": "true"}},
+        "pipeline": {"mutators": [{"exec": str(exe), "configPath": "render.yaml"}]}}))
+    proc = subprocess.run([kpt, "fn", "render", "--allow-exec", str(pkg), "-o", "stdout"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+    def plain(docs):
+        out = []
+        for d in docs:
+            if d["kind"] in ("Kptfile", "Render"):
+                continue
+            annotations = {k: v for k, v in (d["metadata"].get("annotations") or {}).items()
+                           if not k.startswith(("config.kubernetes.io/index", "config.kubernetes.io/path",
+                                                "internal.config.kubernetes.io/"))}
+            out.append({**d, "metadata": {**d["metadata"], "annotations": annotations}})
+        return sorted(out, key=lambda d: (d["kind"], d["metadata"]["name"]))
+
+    [rendered] = yamlio.load_all(proc.stdout)
+    assert plain(rendered["items"]) == plain(yamlio.load_all((case / "expected.yaml").read_text()))
