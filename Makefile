@@ -18,7 +18,7 @@ SERVING_CATALOG_CRDS ?= $(CURDIR)/build/crds
 export SERVING_CATALOG_CRDS
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv docker images demo test validate conformance conformance-envs policy policy-env fuzz generate hydrate deploy new-model e2e crds bench clean
+.PHONY: help setup venv docker images demo test validate conformance conformance-envs policy policy-env fuzz generate hydrate deploy undeploy new-model e2e crds bench clean
 
 help:
 	@echo "make demo     set up, then render ENTRY ($(ENTRY)) with the functions in containers"
@@ -31,7 +31,8 @@ help:
 	@echo "make fuzz     the functions' fuzz suite with FUZZ_EXAMPLES cases (default 20000; make test runs 1000)"
 	@echo "make generate regenerate components/, catalog.md, entry READMEs and hydrated/ from the data tables"
 	@echo "make hydrate  the same (hydrated/<entry>: each entry rendered, for Flux and Argo CD)"
-	@echo "make deploy ENTRY=...   model-load Job first, wait, then the server (needs kubectl access)"
+	@echo "make deploy ENTRY=... [NAMESPACE=...]  model-load Job first, watched, then the server (needs kubectl access)"
+	@echo "make undeploy ENTRY=... [NAMESPACE=...] [KEEP_WEIGHTS=1]  take it down"
 	@echo "make new-model SERVER=serving-catalog/core/deployment/vllm FROM=gemma-3-27b-it TO=gemma-7b-it"
 	@echo "make bench    benchmarks (not tests): SDK vs kustomize builtins, container overhead, entry render times"
 	@echo "make crds     download the pinned CRD schemas into build/crds"
@@ -88,8 +89,12 @@ generate: setup
 
 hydrate: generate
 
+# make deploy ENTRY=... [NAMESPACE=...]; make undeploy ENTRY=... [NAMESPACE=...] [KEEP_WEIGHTS=1]
 deploy: setup
-	scripts/deploy $(ENTRY)
+	scripts/deploy $(ENTRY) $(if $(NAMESPACE),--namespace $(NAMESPACE))
+
+undeploy: venv
+	scripts/deploy $(ENTRY) --delete $(if $(NAMESPACE),--namespace $(NAMESPACE)) $(if $(KEEP_WEIGHTS),--keep-weights)
 
 # The image carries the models table: rebuild it so the new row is known.
 new-model: setup

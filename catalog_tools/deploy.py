@@ -1,0 +1,160 @@
+"""Deploy a catalog entry: the model-load Jobs first, watched until they finish (or fail,
+with the pod's reason, at once), then the server. Or take an entry down again.
+
+    python -m catalog_tools.deploy ENTRY [-n NAMESPACE] [--timeout 4h] [--poll 10]
+    python -m catalog_tools.deploy ENTRY [-n NAMESPACE] --delete [--keep-weights]
+
+`make deploy ENTRY=... [NAMESPACE=...]` and scripts/deploy call this. It needs kubectl and
+the current context; it renders the entry with the same engine as the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+from krm_functions.krmfn import yamlio
+
+from .budgets import deploy_wait_seconds
+from .render import RenderError, render_text
+
+PREREQUISITE = "prerequisite=model-load"
+# Container states that will not get better by waiting, and what to do about them.
+STUCK = {
+    "CreateContainerConfigError": "a Secret or ConfigMap the pod reads is missing",
+    "ErrImagePull": "the image cannot be pulled",
+    "ImagePullBackOff": "the image cannot be pulled",
+    "InvalidImageName": "the image name is invalid",
+    "CreateContainerError": "the container cannot be created",
+}
+# What a failed download says in its log when the model's licence is not accepted.
+GATED = re.compile(r"GatedRepoError|Access to model .* is restricted|403 Client Error|401 Client Error")
+
+
+class DeployError(Exception):
+    pass
+
+
+def kubectl(*args: str, namespace: Optional[str] = None, check: bool = True) -> str:
+    command = ["kubectl", *(["--namespace", namespace] if namespace else []), *args]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise DeployError(f"{' '.join(command[:6])}...: {proc.stderr.strip()[-400:]}")
+    return proc.stdout
+
+
+def _duration(text: str) -> int:
+    match = re.fullmatch(r"(\d+)(s|m|h)?", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r}: a duration such as 90s, 30m or 4h")
+    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
+
+
+def pod_problem(pod: dict, namespace: Optional[str]) -> Optional[str]:
+    """Why a Job's pod cannot succeed, or None while it may."""
+    name = pod["metadata"]["name"]
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK:
+            return f"pod {name}: {waiting['reason']}: {STUCK[waiting['reason']]}: {waiting.get('message', '')[:300]}"
+        terminated = (status.get("lastState") or {}).get("terminated") or (status.get("state") or {}).get("terminated")
+        if terminated and terminated.get("exitCode", 0) != 0:
+            log = kubectl("logs", name, "--tail=40", namespace=namespace, check=False)
+            if GATED.search(log):
+                return (f"pod {name}: the download was refused: accept the model's licence on its Hugging Face page "
+                        f"with the account whose token is in the Secret (log: {GATED.search(log).group(0)})")
+            last = [line for line in log.strip().splitlines() if line.strip()][-1:] or ["(no log)"]
+            return f"pod {name}: exited {terminated['exitCode']}: {last[0][:300]}"
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("reason") == "Unschedulable" and condition.get("status") == "False":
+            # Not fatal: a cluster autoscaler may add the node. Reported as progress.
+            return None
+    return None
+
+
+def watch_job(job: str, namespace: Optional[str], timeout: int, poll: float, out=sys.stdout) -> None:
+    start = time.monotonic()
+    while True:
+        state = json.loads(kubectl("get", f"job/{job}", "-o", "json", namespace=namespace))
+        status = state.get("status") or {}
+        if status.get("succeeded"):
+            print(f"deploy: job/{job} complete after {int(time.monotonic() - start)}s", file=out, flush=True)
+            return
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "Failed" and condition.get("status") == "True":
+                raise DeployError(f"job/{job} failed: {condition.get('reason')}: {condition.get('message', '')}")
+        pods = json.loads(kubectl("get", "pods", "-l", f"job-name={job}", "-o", "json", namespace=namespace))["items"]
+        for pod in pods:
+            problem = pod_problem(pod, namespace)
+            if problem:
+                raise DeployError(f"job/{job}: {problem}")
+        elapsed = int(time.monotonic() - start)
+        phases = ", ".join(f"{p['metadata']['name']} {p.get('status', {}).get('phase', '?')}" for p in pods) or "no pod yet"
+        print(f"deploy: job/{job}: {elapsed}s, {phases}", file=out, flush=True)
+        if elapsed >= timeout:
+            raise DeployError(f"job/{job} did not finish in {timeout}s (--timeout; MODEL_LOAD_TIMEOUT)")
+        time.sleep(poll)
+
+
+def deploy(entry: str, namespace: Optional[str], timeout: int, poll: float) -> None:
+    with tempfile.TemporaryDirectory(prefix="deploy-") as tmp:
+        rendered = Path(tmp) / "rendered.yaml"
+        rendered.write_text(render_text(entry))
+        docs = yamlio.load_all(rendered.read_text())
+        jobs = [d["metadata"]["name"] for d in docs if d.get("kind") == "Job"
+                and (d["metadata"].get("labels") or {}).get("prerequisite") == "model-load"]
+        if jobs:
+            print(f"deploy: {entry}: model-load first ({', '.join(jobs)})", flush=True)
+            kubectl("apply", "--selector", PREREQUISITE, "-f", str(rendered), namespace=namespace)
+            for job in jobs:
+                watch_job(job, namespace, timeout, poll)
+        print(f"deploy: {entry}: the server and the rest", flush=True)
+        sys.stdout.write(kubectl("apply", "-f", str(rendered), namespace=namespace))
+
+
+def delete(entry: str, namespace: Optional[str], keep_weights: bool) -> None:
+    docs = yamlio.load_all(render_text(entry))
+    if keep_weights:
+        docs = [d for d in docs if d.get("kind") != "PersistentVolumeClaim"]
+    with tempfile.TemporaryDirectory(prefix="deploy-") as tmp:
+        rendered = Path(tmp) / "rendered.yaml"
+        rendered.write_text(yamlio.dump_all(docs))
+        sys.stdout.write(kubectl("delete", "--ignore-not-found", "-f", str(rendered), namespace=namespace))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="deploy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("entry")
+    parser.add_argument("-n", "--namespace")
+    parser.add_argument("--timeout", type=_duration,
+                        default=_duration(os.environ["MODEL_LOAD_TIMEOUT"]) if os.environ.get("MODEL_LOAD_TIMEOUT")
+                        else deploy_wait_seconds(),
+                        help="how long a model-load Job may take (default: MODEL_LOAD_TIMEOUT or 4h)")
+    parser.add_argument("--poll", type=float, default=10.0, help="seconds between checks")
+    parser.add_argument("--delete", action="store_true", help="take the entry down instead")
+    parser.add_argument("--keep-weights", action="store_true", help="with --delete: keep the weights volume")
+    args = parser.parse_args(argv)
+    try:
+        if args.delete:
+            delete(args.entry, args.namespace, args.keep_weights)
+        else:
+            deploy(args.entry, args.namespace, args.timeout, args.poll)
+    except RenderError as err:
+        print(f"deploy: {err.path}: the entry does not render:\n{err.stderr.strip()}", file=sys.stderr)
+        return 1
+    except DeployError as err:
+        print(f"deploy: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
