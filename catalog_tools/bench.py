@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from catalog_tools.render import ROOT, engine
+from catalog_tools.render import ROOT, counting_docker, engine
 from krm_functions.krmfn import Context, Function, Registry, run, yamlio
 
 SIZES = (100, 1_000, 10_000)
@@ -119,7 +119,6 @@ def entry_render_times() -> None:
     the call (the entry's intents and bases, no function: what kustomize alone costs), in the
     same run; and the function containers each entry starts (a logging `docker` on PATH)."""
     import os
-    import shutil
     import tempfile
     from catalog_tools.catalog import entries
 
@@ -127,10 +126,7 @@ def entry_render_times() -> None:
           "without it, the ratio, container runs; target median ratio <= 3")
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
-        log, shim = Path(tmp) / "docker.log", Path(tmp) / "docker"
-        shim.write_text(f'#!/bin/sh\n[ "$1" = run ] && echo run >> {log}\nexec {shutil.which("docker")} "$@"\n')
-        shim.chmod(0o755)
-        env = {**os.environ, "PATH": f"{tmp}:{os.environ['PATH']}"}
+        env, log = counting_docker(Path(tmp))
         for entry in entries():
             path = ROOT / entry.path
             # kustomize takes no absolute roots: the plain copy lives in the tree, under build/.

@@ -11,14 +11,12 @@ import time
 
 from krm_functions import pod_security, tables
 from krm_functions.krmfn import KubeObject
+from krm_functions.render.function import INJECTED_ENV, VAR_REF
 
 from .catalog import Entry, entries
 from .render import ROOT, RenderError, render
 from .validate import Validator
 
-# Env vars that controllers inject into containers (LeaderWorkerSet).
-INJECTED_ENV = {"LWS_LEADER_ADDRESS", "LWS_GROUP_SIZE", "LWS_WORKER_INDEX", "LWS_LEADER_NAME"}
-VAR_REF = re.compile(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
 def image_problems(image: str) -> list[str]:

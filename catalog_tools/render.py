@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +51,15 @@ def _render_text(path: str, command: tuple[str, ...]) -> str:
 
 def render(path: Union[str, Path]) -> list[dict]:
     return yamlio.load_all(render_text(path))
+
+
+def counting_docker(directory: Path) -> tuple[dict, Path]:
+    """An environment whose `docker` logs each `docker run` (then runs the real one) to the
+    returned file, one line each ($SERVING_CATALOG_ENTRY, else `run`): how many function
+    containers a render starts, counted rather than assumed (tests, `make bench`)."""
+    log, shim = directory / "docker-runs.log", directory / "docker"
+    shim.write_text(f'#!/bin/sh\n[ "$1" = run ] && echo "${{SERVING_CATALOG_ENTRY:-run}}" >> {log}\n'
+                    f'exec {shutil.which("docker")} "$@"\n')
+    shim.chmod(0o755)
+    log.write_text("")
+    return {**os.environ, "PATH": f"{directory}:{os.environ['PATH']}"}, log

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .workloads import upsert_named
+
 # A fixed UID and GID above the range images and hosts allocate (checkov CKV_K8S_40).
 UID = GID = 10001
 # Writable scratch: the images' caches go under HOME (vLLM's ~/.cache/vllm and
@@ -67,26 +69,18 @@ def checkov_annotations(server: dict) -> dict[str, str]:
     return {f"checkov.io/skip{n}": f"{check}={reason}" for n, (check, reason) in enumerate(skips.items(), 1)}
 
 
-def _upsert(items: list, entry: dict) -> None:
-    for i, item in enumerate(items):
-        if isinstance(item, dict) and item.get("name") == entry["name"]:
-            items[i] = entry
-            return
-    items.append(entry)
-
-
 def restrict(pod: dict, server: dict) -> dict:
     """Harden a pod spec the catalog generates, in place: the server's security row."""
     pod["automountServiceAccountToken"] = False
     pod["securityContext"] = pod_context(server)
-    _upsert(pod.setdefault("volumes", []), {"name": SCRATCH_VOLUME, "emptyDir": {}})
+    upsert_named(pod.setdefault("volumes", []), {"name": SCRATCH_VOLUME, "emptyDir": {}})
     for c in (pod.get("initContainers") or []) + (pod.get("containers") or []):
         # Always: the kubelet checks the pod may pull the image (its credentials), not
         # only that some other pod pulled it onto the node; layers stay cached.
         c["imagePullPolicy"] = "Always"
         c["securityContext"] = container_context(read_only_root(server))
-        _upsert(c.setdefault("env", []), dict(HOME_ENV))
-        _upsert(c.setdefault("volumeMounts", []), {"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH})
+        upsert_named(c.setdefault("env", []), dict(HOME_ENV))
+        upsert_named(c.setdefault("volumeMounts", []), {"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH})
     return pod
 
 

@@ -9,7 +9,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 from catalog_tools.catalog import entries
-from catalog_tools.render import engine
+from catalog_tools.render import counting_docker, engine
 from krm_functions.krmfn import yamlio
 
 from .conftest import ROOT
@@ -20,15 +20,11 @@ ENTRIES = [str(e.path) for e in entries()]
 
 def test_every_entry_renders_with_one_function_container_run(docker_image, tmp_path):
     """Counted, not assumed: a `docker` on PATH that logs each call, then runs the real one."""
-    log = tmp_path / "docker.log"
-    shim = tmp_path / "bin" / "docker"
-    shim.parent.mkdir()
-    shim.write_text(f'#!/bin/sh\n[ "$1" = run ] && echo "$SERVING_CATALOG_ENTRY" >> {log}\nexec {shutil.which("docker")} "$@"\n')
-    shim.chmod(0o755)
+    env, log = counting_docker(tmp_path)
 
     def render(entry: str) -> int:
-        env = {**os.environ, "PATH": f"{shim.parent}:{os.environ['PATH']}", "SERVING_CATALOG_ENTRY": entry}
-        return subprocess.run([*engine(), "--enable-alpha-plugins", str(ROOT / entry)], env=env,
+        return subprocess.run([*engine(), "--enable-alpha-plugins", str(ROOT / entry)],
+                              env={**env, "SERVING_CATALOG_ENTRY": entry},
                               capture_output=True).returncode
 
     with ThreadPoolExecutor(2) as pool:
