@@ -33,7 +33,9 @@ def _lookup(rows: dict, key: Any, what: str, obj: Any = None, path: str = "") ->
     if key in rows:
         return rows[key]
     known = ", ".join(str(k) for k in rows)
-    raise FunctionError.at(obj, path, f"unknown {what} {key!r} (known: {known})")
+    # The tables travel inside the function image: a row added since it was built is unknown there.
+    raise FunctionError.at(obj, path, f"unknown {what} {key!r} (known: {known}; a row added to "
+                           f"krm_functions/data/ reaches the function image with `make images`)")
 
 
 def provider(name: str, obj: Any = None, path: str = "spec.provider") -> dict:
