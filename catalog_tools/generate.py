@@ -15,9 +15,8 @@ from krm_functions.autoscaling import function as autoscaling
 from krm_functions.krmfn import yamlio
 
 from . import catalog
-from .render import ROOT, RenderError
+from .render import IMAGE, ROOT, RenderError
 
-IMAGE = (ROOT / "krm_functions" / "IMAGE").read_text().strip()
 # Where KEDA queries Prometheus in the KServe Components: the Service the Prometheus
 # Operator creates for a Prometheus in namespace `monitoring` (kube-prometheus-stack's
 # default). Another address: patch spec.predictor.autoScaling in the entry.

@@ -35,7 +35,19 @@ def engine() -> list[str]:
     return [str(venv_kubectl) if venv_kubectl.exists() else "kubectl", "kustomize"]
 
 
+IMAGE = (ROOT / "krm_functions" / "IMAGE").read_text().strip()
+
+
+@functools.lru_cache(maxsize=None)
+def require_image(image: str = IMAGE) -> None:
+    """Refuse to render without the function image: Docker would look it up in a registry."""
+    engine_cmd = os.environ.get("CONTAINER_ENGINE", "docker")
+    if subprocess.run([engine_cmd, "image", "inspect", image], capture_output=True).returncode != 0:
+        raise RenderError(image, f"the function image {image} is not built on this machine: run `make images`")
+
+
 def render_text(path: Union[str, Path]) -> str:
+    require_image()
     return _render_text(str(Path(path).resolve()), tuple(engine()))
 
 

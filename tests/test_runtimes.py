@@ -113,3 +113,10 @@ def test_the_function_image_holds_only_python_and_the_functions(docker_image, tm
         assert unwanted not in names, unwanted
     assert not [n for n in names if n.startswith(("var/lib/dpkg", "var/lib/apt", "usr/share/perl"))]
     assert "opt/krm-functions/krm_functions/__main__.py" in names
+
+
+def test_a_missing_function_image_says_make_images_before_any_registry_lookup(docker_image):
+    from catalog_tools.render import RenderError, require_image
+    with pytest.raises(RenderError) as missing:
+        require_image(docker_image.rpartition(":")[0] + ":not-built")
+    assert "run `make images`" in str(missing.value)
