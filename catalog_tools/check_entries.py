@@ -11,7 +11,7 @@ import time
 
 from krm_functions import pod_security, tables
 from krm_functions.krmfn import KubeObject
-from krm_functions.render.function import INJECTED_ENV, VAR_REF
+from krm_functions.render.function import unset_variables
 
 from .catalog import Entry, entries
 from .render import ROOT, RenderError, render
@@ -87,11 +87,8 @@ def container_problems(obj: KubeObject, merged_env: frozenset = frozenset()) -> 
             where = f"{obj.kind}/{obj.name} {tmpl.path} container {c.get('name', 'kserve-container')}"
             if c is not tmpl.model:  # a KServe model takes its image from the runtime
                 problems += [f"{where}: {p}" for p in image_problems(str(c.get("image", "")))]
-            defined = {e.get("name") for e in c.get("env") or []} | INJECTED_ENV | merged_env
-            for text in (c.get("command") or []) + (c.get("args") or []):
-                for var in VAR_REF.findall(str(text)):
-                    if var not in defined:
-                        problems.append(f"{where}: $({var}) is never defined: an unrendered placeholder")
+            problems += [f"{where}: $({var}) is never defined: an unrendered placeholder"
+                         for _, _, var in unset_variables(c, merged_env)]
             server = tmpl.labels.get(tables.SERVER_LABEL)
             if not server:
                 continue

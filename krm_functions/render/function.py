@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from .. import API_VERSION
 from ..krmfn import Context, Function, FunctionError, KubeObject
@@ -38,6 +38,32 @@ SPEC_SCHEMA = {"type": "object", "additionalProperties": False, "properties": {}
 
 def intents(items: Iterable[KubeObject], kind: str) -> list[KubeObject]:
     return [o for o in items if o.api_version == API_VERSION and o.kind == kind]
+
+
+def unset_variables(container: dict, also_defined: Iterable[str] = ()) -> Iterator[tuple[str, int, str]]:
+    """(command or args, index, VAR) of each $(VAR) in the container's command line that
+    neither its env, nor its controller (INJECTED_ENV), nor `also_defined` sets."""
+    defined = ({e.get("name") for e in container.get("env") or [] if isinstance(e, dict)}
+               | INJECTED_ENV | set(also_defined))
+    for key in ("command", "args"):
+        for i, word in enumerate(container.get(key) or []):
+            for var in VAR_REF.findall(str(word)):
+                if var not in defined:
+                    yield key, i, var
+
+
+def check_variables(ctx: Context) -> None:
+    """A $(VAR) no env defines reaches the server as those literal characters: fail here."""
+    for obj in ctx.items:
+        if obj.kind in ("ServingRuntime", "ClusterServingRuntime"):
+            continue  # its env comes from the InferenceService that uses it
+        for tmpl in obj.pod_templates():
+            init = [(f"{tmpl.spec_path}.initContainers[{i}]", c) for i, c in enumerate(tmpl.spec.get("initContainers") or [])]
+            main = [(tmpl.container_path(c.get("name", "kserve-container")), c) for c in tmpl.containers()]
+            for path, c in init + main:
+                for key, i, var in unset_variables(c):
+                    ctx.error(f"$({var}) is never set, so the server would get it literally: "
+                              f"{HOW_TO_SET.get(var, f'set env {var} on the container')}", obj, f"{path}.{key}[{i}]")
 
 
 def make(functions: dict[str, Function]) -> Function:
@@ -70,26 +96,7 @@ def make(functions: dict[str, Function]) -> Function:
                                    for r in step.results)
                 if step.failed:
                     return
-        _check_variables(ctx)
-
-    def _check_variables(ctx: Context) -> None:
-        """A $(VAR) no env defines reaches the server as those literal characters: fail here."""
-        for obj in ctx.items:
-            if obj.kind in ("ServingRuntime", "ClusterServingRuntime"):
-                continue  # its env comes from the InferenceService that uses it
-            for tmpl in obj.pod_templates():
-                init = [(f"{tmpl.spec_path}.initContainers[{i}]", c)
-                        for i, c in enumerate(tmpl.spec.get("initContainers") or [])]
-                main = [(tmpl.container_path(c.get("name", "kserve-container")), c) for c in tmpl.containers()]
-                for path, c in init + main:
-                    defined = {e.get("name") for e in c.get("env") or [] if isinstance(e, dict)} | INJECTED_ENV
-                    for key in ("command", "args"):
-                        for i, word in enumerate(c.get(key) or []):
-                            for var in VAR_REF.findall(str(word)):
-                                if var not in defined:
-                                    ctx.error(f"$({var}) is never set, so the server would get it literally: "
-                                              f"{HOW_TO_SET.get(var, f'set env {var} on the container')}",
-                                              obj, f"{path}.{key}[{i}]")
+        check_variables(ctx)
 
     return Function(
         kind="Render",
