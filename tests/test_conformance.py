@@ -267,3 +267,12 @@ def test_a_command_that_skips_the_image_entrypoint_is_caught():
                        "args": ["--model-id=/models/m", "--port=8080"]}]}}}}
     problems = conformance.check_cli_flags(command_lines("tgi-entry", [deployment]))
     assert len(problems) == 1 and "runs text-generation-launcher, which releases.yaml does not list" in problems[0]
+
+
+def test_jetstream_metrics_are_read_in_its_published_release():
+    """JetStream 0.2.2's own source (its PyPI wheel) defines the metrics maxengine exports:
+    the queue gauge is there, the later slots-used gauge is not."""
+    names = conformance.Release("jetstream").metric_names()
+    assert {"jetstream_prefill_backlog_size", "jetstream_slots_available_percentage"} <= names
+    assert "jetstream_slots_used_percentage" not in names
+    assert "jetstream_time_to_first_token" not in names

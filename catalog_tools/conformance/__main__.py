@@ -11,7 +11,7 @@ from ..catalog import entries
 from ..render import ROOT, RenderError, render
 from . import jobs
 from .check import Rendered, check, check_unverified_used, unverified_uses
-from .envs import EnvError, server_envs
+from .envs import EnvError, release_sources, server_envs
 
 
 def main(argv: list[str]) -> int:
@@ -19,6 +19,8 @@ def main(argv: list[str]) -> int:
         try:
             for env in server_envs().values():
                 env.build(log=sys.stdout)
+            for source in release_sources().values():
+                source.fetch(log=sys.stdout)
         except EnvError as err:
             print(f"conformance environment: {err}", file=sys.stderr)
             return 1

@@ -84,11 +84,19 @@ class Release:
         return ((envs.releases().get("probes") or {}).get(self.server) or {}).get(self.version) or {}
 
     def metric_names(self) -> set[str]:
+        """Metric names as string literals in the release's Python source (vLLM's `vllm:`,
+        JetStream's `jetstream_`, ...), or as its releases.yaml row lists them."""
+        source = None
         if self.env is not None:
-            prefix = self.row["exports"][0]["name"].split(":", 1)[0] + ":"
-            literal = r"""["'](""" + re.escape(prefix) + r"""[a-z0-9_:]+)["']"""
-            return set(_source_matches(self.env.site_packages() / self.env.module, literal, ""))
-        return set(((self.cli.get("metrics") or {}).get("names") or {}))
+            source = self.env.site_packages() / self.env.module
+        elif self.cli.get("package"):
+            source = envs.release_sources()[self.server].fetch() / self.cli["module"]
+        if source is None:
+            return set(((self.cli.get("metrics") or {}).get("names") or {}))
+        name = self.row["exports"][0]["name"]
+        prefix = name.split(":", 1)[0] + ":" if ":" in name else name.split("_", 1)[0] + "_"
+        literal = r"""["'](""" + re.escape(prefix) + r"""[a-z0-9_:]+)["']"""
+        return set(_source_matches(source, literal, ""))
 
     def binary_flags(self, binary: str) -> Optional[dict]:
         return ((self.cli or {}).get("binaries") or {}).get(binary)

@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,6 +149,45 @@ class ServerEnv:
         dist = next(site.glob(f"{self.package.replace('-', '_')}-{self.version}.dist-info"), None)
         scripts = (dist / "entry_points.txt").read_text() if dist else ""
         return re.search(rf"^{re.escape(self.program[0])}\s*=", scripts, re.M) is not None
+
+
+@dataclass(frozen=True)
+class ReleaseSource:
+    """The published Python source of a release whose server is not a Python CLI we parse
+    (JetStream's orchestrator, which defines the metrics maxengine exports): its PyPI wheel,
+    unpacked into build/conformance/sources/<package>-<version>/ and only read."""
+    package: str
+    version: str
+
+    @property
+    def path(self) -> Path:
+        return CACHE / "sources" / f"{self.package}-{self.version}"
+
+    def fetch(self, log=sys.stderr) -> Path:
+        if (self.path / ".complete").exists():
+            return self.path
+        print(f"conformance: fetching {self.package}=={self.version} (source only)", file=log, flush=True)
+        wheels = self.path.with_name(self.path.name + ".download")
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                               "-d", str(wheels), f"{self.package}=={self.version}"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise EnvError(f"pip download {self.package}=={self.version} failed: {proc.stderr.strip()[-1000:]}")
+        [wheel] = wheels.glob("*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(self.path)
+        (self.path / ".complete").write_text(wheel.name + "\n")
+        return self.path
+
+
+def release_sources() -> dict[str, ReleaseSource]:
+    """server row -> the published source of its pinned release (releases.yaml `cli.<server>.<version>.source`)."""
+    found = {}
+    for name, row in tables.table("servers").items():
+        version = image_version(row["image"])
+        package = (((releases().get("cli") or {}).get(name) or {}).get(version) or {}).get("package")
+        if package:
+            found[name] = ReleaseSource(package, version)
+    return found
 
 
 def server_envs() -> dict[str, ServerEnv]:
