@@ -35,14 +35,24 @@ class Budget:
         return self.load_seconds + WARMUP_SECONDS
 
 
-def budget(entry: Entry) -> Optional[Budget]:
+def budget(entry: Entry, claim_gib: Optional[float] = None) -> Optional[Budget]:
     """None where the provider documents no throughput, the model has no row, or the weights
-    do not come through the provider's volume (KServe downloads into each pod)."""
+    do not come through the provider's volume (KServe downloads into each pod).
+    `claim_gib`: the weights claim's requested size, where throughput grows with it."""
     throughput = tables.provider(entry.provider).get("weightsThroughputMiBps")
     if not throughput or entry.model not in tables.table("models") or entry.crd == "inferenceservice":
         return None
     weights = memory.weights_gib(tables.model(entry.model), 1)
-    return Budget(weights, int(weights * 1024 / throughput["write"]), int(weights * 1024 / throughput["read"]))
+    read, write = throughput_mibps(throughput, claim_gib if claim_gib is not None else weights)
+    return Budget(weights, int(weights * 1024 / write), int(weights * 1024 / read))
+
+
+def throughput_mibps(row: dict, claim_gib: float) -> tuple[float, float]:
+    """(read, write) MiB/s of a weights volume of `claim_gib` (accelerators table row)."""
+    provisioned = max(claim_gib, row.get("minimumGiB", 0))
+    per_gib = row.get("perGiB") or {}
+    return (row["read"] + per_gib.get("read", 0) * provisioned,
+            row["write"] + per_gib.get("write", 0) * provisioned)
 
 
 def deploy_wait_seconds() -> int:
