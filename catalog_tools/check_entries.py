@@ -135,6 +135,8 @@ def main() -> int:
         for p in problems:
             print(f"    {p}")
         failed += bool(problems)
+    for line in dict.fromkeys(validator.unvalidated):
+        print(f"    {line}")
     print(f"{len(found) - failed} of {len(found)} entries valid")
     return 1 if failed else 0
 

@@ -189,6 +189,7 @@ def llmd_facts(entry: Entry, root: Path = ROOT) -> dict:
         "job": job.name, "pool": pool.name, "port": pool.get("spec", "targetPorts", 0, "number"),
         "epp": pool.get("spec", "endpointPickerRef", "name"), "route": by_kind["HTTPRoute"].name,
         "metric": hpa.get("spec", "metrics", 0, "pods", "metric", "name") if hpa else "",
+        "backend_policies": [o for o in objs if o.group == "networking.gke.io"],
     }
 
 

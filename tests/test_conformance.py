@@ -231,6 +231,46 @@ def test_the_endpoint_picker_may_read_what_its_release_watches(rendered):
                         assert (group, resource, verb) in granted, f"{entry}: Role/{role.name} lacks {verb} {resource}"
 
 
+def test_the_gateway_health_checks_and_times_out_every_pool_backend(rendered):
+    """On GKE, every InferencePool has a HealthCheckPolicy on a route its pods' server
+    answers (a route of the pinned release, on a port every pool pod listens on) and a
+    GCPBackendPolicy no shorter than the HTTPRoute's request timeout (GKE's default is
+    30 s; its default health check asks "/", which vLLM answers 404)."""
+    from krm_functions.model_service.function import duration_seconds
+
+    pools = 0
+    for entry in ENTRIES:
+        if not tables.provider(entry.provider).get("inferencePoolPolicies"):
+            continue
+        objs = [o for e, o in _objects(rendered) if e == str(entry.path)]
+        for pool in (o for o in objs if o.kind == "InferencePool"):
+            pools += 1
+            targeting = {o.kind: o for o in objs if o.group == "networking.gke.io"
+                         and o.get("spec", "targetRef") == {"group": pool.group, "kind": "InferencePool",
+                                                            "name": pool.name}}
+            assert set(targeting) == {"HealthCheckPolicy", "GCPBackendPolicy"}, f"{entry.path}: {pool.name}"
+            check = targeting["HealthCheckPolicy"].get("spec", "default", "config")
+            assert check["type"] == "HTTP" and len(check) == 2, entry.path  # the CRD's min/maxProperties
+            selector = pool.get("spec", "selector", "matchLabels")
+            backends = [o for o in objs if o.kind == "Deployment"
+                        and selector.items() <= o.get("spec", "template", "metadata", "labels").items()]
+            assert backends, f"{entry.path}: nothing is in InferencePool/{pool.name}"
+            port = check["httpHealthCheck"]["port"]
+            assert port == pool.get("spec", "targetPorts")[0]["number"]
+            for deployment in backends:
+                server = deployment.get("spec", "template", "metadata", "labels")[tables.SERVER_LABEL]
+                listening = {p["containerPort"] for t in deployment.pod_templates()
+                             for c in t.containers() + (t.spec.get("initContainers") or [])  # native sidecars
+                             for p in c.get("ports") or []}
+                assert port in listening, f"{entry.path}: Deployment/{deployment.name} does not listen on {port}"
+                assert check["httpHealthCheck"]["requestPath"] in conformance.Release(server).routes(server)
+            route_timeouts = [duration_seconds((rule.get("timeouts") or {}).get("request"))
+                              for o in objs if o.kind == "HTTPRoute" for rule in o.get("spec", "rules")]
+            assert targeting["GCPBackendPolicy"].get("spec", "default", "timeoutSec") >= max(
+                [t for t in route_timeouts if t] or [30])
+    assert pools
+
+
 def test_weights_download_and_load_within_their_time_budgets(rendered):
     """At the weights volume's documented throughput: `make deploy` waits long enough for the
     download, and every server's startup probe allows reading the weights and warming up."""
@@ -292,3 +332,10 @@ def test_jetstream_metrics_are_read_in_its_published_release():
     assert {"jetstream_prefill_backlog_size", "jetstream_slots_available_percentage"} <= names
     assert "jetstream_slots_used_percentage" not in names
     assert "jetstream_time_to_first_token" not in names
+
+
+def test_gateway_api_durations_become_backend_timeouts():
+    from krm_functions.model_service.function import duration_seconds
+
+    assert [duration_seconds(d) for d in ("300s", "1h30m", "500ms", "5m", "10x", None, "")] == \
+        [300, 5400, 1, 300, None, None, None]

@@ -3,13 +3,15 @@
 A platform owner's BaseConfig (a ConfigMap of jinja2 templates) and a model
 owner's ModelService become prefill and decode Deployments and Services, an
 InferencePool (inference.networking.k8s.io/v1) with its endpoint picker, an
-HTTPRoute and autoscaling: the accelerator, model-artifact and autoscaling
+HTTPRoute, the provider Gateway's health-check and timeout policies, and autoscaling: the accelerator, model-artifact and autoscaling
 parts are the Accelerator, ModelSource and Autoscaling functions, called through
 the Context (Context.call), not imported.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Optional
 
 from .. import tables
@@ -164,9 +166,13 @@ def transform(ctx: Context, spec: dict) -> None:
     picker = render("eppDeployment")
     _merge_pod(picker, spec["endpointPicker"].get("containers"), values, "spec.endpointPicker")
     picker.setdefault("spec", {})["replicas"] = spec["endpointPicker"]["replicas"]
-    for obj in [picker] + [render(k) for k in ("eppService", "eppServiceAccount", "eppRole", "eppRoleBinding",
-                                               "inferencePool", "httpRoute")]:
+    pool, route = render("inferencePool"), render("httpRoute")
+    for obj in [picker] + [render(k) for k in ("eppService", "eppServiceAccount", "eppRole", "eppRoleBinding")]:
         ctx.add(obj)
+    ctx.add(pool)
+    ctx.add(route)
+    for policy in _gateway_policies(spec, pool, route):
+        ctx.add(policy)
     for extra in (render("configMaps") if "configMaps" in templates else None) or []:
         ctx.add(extra)
 
@@ -177,6 +183,47 @@ def transform(ctx: Context, spec: dict) -> None:
             _autoscale(ctx, spec, role, values[f"{role}_deployment_name"])
     ctx.info(f"ModelService {name}: {', '.join(roles)} serving {spec['routing']['modelName']} "
              f"behind InferencePool/{values['inference_pool_name']}")
+
+
+def _gateway_policies(spec: dict, pool: dict, route: dict) -> list[dict]:
+    """What the provider's Gateway needs to health-check and time out the pool's backends
+    (providers table `inferencePoolPolicies`; GKE only so far)."""
+    provider = (spec.get("accelerator") or spec.get("decode", {}).get("accelerator")
+                or spec.get("prefill", {}).get("accelerator") or {}).get("provider")
+    api = tables.provider(provider, None, "spec.accelerator.provider").get("inferencePoolPolicies") if provider else None
+    if not api:
+        return []
+    pool_obj, route_obj = KubeObject(pool), KubeObject(route)
+    ports = pool_obj.get("spec", "targetPorts", default=[]) or []
+    if not ports:
+        raise FunctionError.at(None, "spec.routing.ports", f"InferencePool/{pool_obj.name} has no targetPorts "
+                               f"for the Gateway's health check")
+    ready = tables.server(spec["server"], None, "spec.server")["readyPath"]
+    timeouts = [duration_seconds(rule.get("timeouts", {}).get("request"))
+                for rule in route_obj.get("spec", "rules", default=[]) or [] if isinstance(rule, dict)]
+    timeout = max([t for t in timeouts if t] or [DEFAULT_BACKEND_TIMEOUT])
+    target = {"group": pool_obj.group, "kind": "InferencePool", "name": pool_obj.name}
+    meta = {"name": pool_obj.name, **({"namespace": pool_obj.namespace} if pool_obj.namespace else {})}
+    return [
+        {"apiVersion": api, "kind": "HealthCheckPolicy", "metadata": dict(meta),
+         "spec": {"targetRef": target, "default": {"config": {
+             "type": "HTTP", "httpHealthCheck": {"requestPath": ready, "port": ports[0]["number"]}}}}},
+        {"apiVersion": api, "kind": "GCPBackendPolicy", "metadata": dict(meta),
+         "spec": {"targetRef": dict(target), "default": {"timeoutSec": timeout}}},
+    ]
+
+
+# A route without a request timeout: what the inferencepool chart gives GKE's backends.
+DEFAULT_BACKEND_TIMEOUT = 300
+_DURATION = re.compile(r"([0-9]+)(ms|h|m|s)")
+
+
+def duration_seconds(value: Optional[str]) -> Optional[int]:
+    """A Gateway API Duration ("300s", "1h30m", "500ms") in whole seconds, rounded up."""
+    if not isinstance(value, str) or not re.fullmatch(r"([0-9]{1,5}(h|m|s|ms)){1,4}", value):
+        return None
+    scale = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    return max(1, math.ceil(sum(int(n) * scale[unit] for n, unit in _DURATION.findall(value))))
 
 
 def _base_config(ctx: Context, spec: dict) -> tuple[KubeObject, dict]:
