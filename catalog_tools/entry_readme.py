@@ -15,6 +15,7 @@ from krm_functions.model_source import build as model_build
 from krm_functions.workloads import get_arg, get_env, get_param
 
 from .catalog import Entry, memory_fit
+from .conformance.check import Rendered, caveats
 from .render import ROOT, render
 
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -194,9 +195,9 @@ def llmd_facts(entry: Entry, root: Path = ROOT) -> dict:
 
 
 def readme(entry: Entry, root: Path = ROOT) -> str:
+    common = {"about": about(entry, root), "caveats": caveats(Rendered(str(entry.path), render(root / entry.path)))}
     if entry.crd == "modelservice":
-        return TEMPLATES.get_template("llmd-entry-README.md.j2").render(**llmd_facts(entry, root), about=about(entry, root))
+        return TEMPLATES.get_template("llmd-entry-README.md.j2").render(**llmd_facts(entry, root), **common)
     if entry.crd == "inferenceservice":
-        return TEMPLATES.get_template("kserve-entry-README.md.j2").render(**kserve_facts(entry, root),
-                                                                         about=about(entry, root))
-    return TEMPLATES.get_template("entry-README.md.j2").render(**facts(entry, root), about=about(entry, root))
+        return TEMPLATES.get_template("kserve-entry-README.md.j2").render(**kserve_facts(entry, root), **common)
+    return TEMPLATES.get_template("entry-README.md.j2").render(**facts(entry, root), **common)

@@ -339,3 +339,15 @@ def test_gateway_api_durations_become_backend_timeouts():
 
     assert [duration_seconds(d) for d in ("300s", "1h30m", "500ms", "5m", "10x", None, "")] == \
         [300, 5400, 1, 300, None, None, None]
+
+
+def test_an_entry_readme_names_what_was_not_read_in_its_release(rendered):
+    """Facts only the image vendor documents, or not verified at all, are listed in the
+    README of every entry that relies on them."""
+    listed = 0
+    for r in rendered:
+        readme = (ROOT / r.entry / "README.md").read_text()
+        for line in conformance.caveats(r):
+            listed += 1
+            assert line in readme, f"{r.entry}: README does not say {line[:60]}"
+    assert listed

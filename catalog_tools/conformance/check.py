@@ -337,6 +337,25 @@ def _uses(rendered: list[Rendered]) -> dict[tuple[str, str], list[str]]:
     return found
 
 
+def caveats(rendered: Rendered) -> list[str]:
+    """What an entry relies on that was not read in its server's source at the pinned
+    release: the unverified facts it uses, and those only its image vendor documents."""
+    uses = _uses([rendered])
+    lines = []
+    images = {line.server: line.image for line in command_lines(rendered.entry, rendered.docs)}
+    for server, image in sorted(images.items()):
+        for row in (envs.releases().get("unverified") or {}).get(server) or []:
+            if uses.get((server, row["fact"])):
+                lines.append(f"`{row['fact']}` ({server}): not verified: {' '.join(row['why'].split())}")
+        release = Release(server, image)
+        for binary in ((release.cli or {}).get("binaries") or {}).values():
+            for fact, source in (binary.get("documented") or {}).items():
+                if uses.get((server, fact)):
+                    lines.append(f"`{fact}` ({server}): from the image vendor's guide for this image tag "
+                                 f"({source}), not from its source")
+    return lines
+
+
 def unverified_uses(rendered: list[Rendered]) -> list[str]:
     """One line per unverified fact (releases.yaml `unverified`) of the servers these entries
     run, and how many places use it."""
@@ -348,11 +367,18 @@ def unverified_uses(rendered: list[Rendered]) -> list[str]:
 
 
 def check_unverified_used(rendered: list[Rendered]) -> list[str]:
-    """An unverified fact nothing uses any more must leave the list."""
+    """An unverified or only-documented fact nothing uses any more must leave the list."""
     uses = _uses(rendered)
-    return [f"releases.yaml unverified.{server}: {row['fact']} is used nowhere: remove it"
-            for server, rows in (envs.releases().get("unverified") or {}).items() for row in rows
-            if not uses.get((server, row["fact"]))]
+    problems = [f"releases.yaml unverified.{server}: {row['fact']} is used nowhere: remove it"
+                for server, rows in (envs.releases().get("unverified") or {}).items() for row in rows
+                if not uses.get((server, row["fact"]))]
+    for server, versions in (envs.releases().get("cli") or {}).items():
+        for version, release in versions.items():
+            for name, binary in (release.get("binaries") or {}).items():
+                problems += [f"releases.yaml cli.{server}.\"{version}\".binaries.{name}.documented: {fact} is "
+                             f"used nowhere: remove it" for fact in binary.get("documented") or {}
+                             if not uses.get((server, fact))]
+    return problems
 
 
 def check(rendered: list[Rendered]) -> list[str]:
