@@ -105,6 +105,7 @@ def facts(entry: Entry, root: Path = ROOT) -> dict:
         "entry": entry, "server": server_row, "model": model_row, "provider": provider, "kind": workload.kind,
         "workload": workload.name, "group": group, "context": context, "memory_fit": _memory_text(entry, root),
         "verify_path": verify_path, "verify_body": verify_body,
+        "ready_path": _ready_path(tmpl.containers(), service.get("spec", "ports", 0, "targetPort")),
         "built": build["summary"] if build else "",
         # A build from Kaggle needs the Kaggle API key instead of the HF token.
         "kaggle": model_build.kaggle_handle(model_build.model_section(build, model_row, entry.model, entry.server))
@@ -152,7 +153,21 @@ def kserve_facts(entry: Entry, root: Path = ROOT) -> dict:
         "target": external["target"]["averageValue"], "scrape": scrape,
         "service_account": isvc.get("spec", "predictor", "serviceAccountName"),
         "verify_path": verify_path, "verify_body": verify_body,
+        # KServe's predictor Service routes to the runtime container's first port.
+        "ready_path": _ready_path(runtime.get("spec", "containers"),
+                                  runtime.get("spec", "containers", 0, "ports", 0, "containerPort")),
     }
+
+
+def _ready_path(containers: list, port) -> str:
+    """The HTTP readiness path of the container serving `port` (a port name or number), as
+    the base writes it (its one home)."""
+    for c in containers:
+        if any(port in (p.get("name"), p.get("containerPort")) for p in c.get("ports") or []):
+            path = ((c.get("readinessProbe") or {}).get("httpGet") or {}).get("path")
+            if path:
+                return path
+    raise ValueError(f"no container serving port {port} has an HTTP readinessProbe")
 
 
 def llmd_facts(entry: Entry, root: Path = ROOT) -> dict:

@@ -12,7 +12,8 @@ import sys
 
 from krm_functions import API_VERSION, tables
 from krm_functions.autoscaling import function as autoscaling
-from krm_functions.krmfn import yamlio
+from krm_functions.krmfn import KubeObject, yamlio
+from krm_functions.render.function import pin_images
 
 from . import catalog
 from .render import IMAGE, ROOT, RenderError
@@ -137,6 +138,8 @@ def cluster_serving_runtimes() -> dict[str, str]:
     for source in sorted((ROOT / "serving-catalog/kserve/servingruntime").glob("*/servingruntime.yaml")):
         runtime = yamlio.load(source.read_text())
         runtime["kind"] = "ClusterServingRuntime"
+        # Applied on its own (no Render call): the servers table's image, written in here.
+        pin_images([KubeObject(runtime)])
         folder = source.parent.relative_to(ROOT) / "cluster"
         files[f"{folder}/clusterservingruntime.yaml"] = HEADER + yamlio.dump(runtime)
         files[f"{folder}/kustomization.yaml"] = HEADER + yamlio.dump({

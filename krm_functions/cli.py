@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Optional
 
+from . import API_VERSION
 from .krmfn import FunctionError, Result, runner, yamlio
 from .krmfn.kubeobject import LOCAL_ANNOTATIONS
 from .registry import REGISTRY
@@ -36,7 +37,13 @@ def generate(argv: list[str]) -> int:
     except FunctionError as err:
         runner.report(err.results, sys.stderr)
         return 1
-    output, results, ok = runner.run(REGISTRY, base, config)
+    # As an entry renders it: the ModelService as an intent among the objects, one Render call.
+    intent = {**config, "metadata": {**(config.get("metadata") or {}),
+                                     "annotations": {**((config.get("metadata") or {}).get("annotations") or {}),
+                                                     LOCAL_CONFIG: "true"}}}
+    items = base + b"\n---\n" + yamlio.dump(intent).encode()
+    render = {"apiVersion": API_VERSION, "kind": "Render", "metadata": {"name": "render"}, "spec": {}}
+    output, results, ok = runner.run(REGISTRY, items, render)
     # Like kustomize: local-config objects (the BaseConfig) are input, not output.
     docs = [d for d in yamlio.load_all(output)
             if ((d.get("metadata") or {}).get("annotations") or {}).get(LOCAL_CONFIG) != "true"]

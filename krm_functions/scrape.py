@@ -103,9 +103,8 @@ def _scrape_target(target: ServerTarget) -> ScrapeTarget:
             if p.get("name") == port:
                 number = p.get("containerPort")
     if number is None:
-        expected = target.server.get("ports", {}).get(port)
         raise FunctionError.at(obj, f"{tmpl.spec_path}.containers",
-                               f"no container declares the port named {port!r}" + (f" ({expected})" if expected else "")
+                               f"no container declares the port named {port!r}"
                                + f", where {target.server_name} serves metrics at {path}; scraping selects the port "
                                f"by name (declared ports: {', '.join(declared) or 'none'})")
     return ScrapeTarget(obj, tmpl, target.server_name, target.server, selector, pod_labels, port, number, path)

@@ -115,6 +115,22 @@ def test_server_images_are_pinned_release_tags():
             assert image_problems(image) == [], f"{name}: {image}"
 
 
+def test_a_server_image_is_written_only_in_the_servers_table():
+    """Bases, runtimes and the llm-d BaseConfig name a server image by its row
+    (`image: vllm`); the Render function writes the pinned image in. Only generated files
+    (hydrated manifests, the ClusterServingRuntime, READMEs) carry the pin itself."""
+    from krm_functions.render.function import symbolic_images
+
+    pinned = {image.split(":")[0] for image in symbolic_images().values()}
+    generated = set(generate.expected(readmes=False))
+    for path in sorted((ROOT / "serving-catalog").rglob("*.yaml")):
+        relative = str(path.relative_to(ROOT))
+        if relative in generated:
+            continue
+        for repository in pinned:
+            assert repository not in path.read_text(), f"{relative} names {repository}: name the servers-table row instead"
+
+
 @pytest.mark.parametrize("image,ok", [("a/b:v1.2", True), ("a/b", False), ("a/b:latest", False),
                                       ("localhost:5000/a/b", False), ("a/b@sha256:" + "0" * 64, True)])
 def test_image_pinning_rule(image, ok):

@@ -171,7 +171,7 @@ def transform(ctx: Context, spec: dict) -> None:
         ctx.add(obj)
     ctx.add(pool)
     ctx.add(route)
-    for policy in _gateway_policies(spec, pool, route):
+    for policy in _gateway_policies(spec, pool, route, [d for d in ctx.items if d.kind == "Deployment"]):
         ctx.add(policy)
     for extra in (render("configMaps") if "configMaps" in templates else None) or []:
         ctx.add(extra)
@@ -185,9 +185,10 @@ def transform(ctx: Context, spec: dict) -> None:
              f"behind InferencePool/{values['inference_pool_name']}")
 
 
-def _gateway_policies(spec: dict, pool: dict, route: dict) -> list[dict]:
+def _gateway_policies(spec: dict, pool: dict, route: dict, deployments: list[KubeObject]) -> list[dict]:
     """What the provider's Gateway needs to health-check and time out the pool's backends
-    (providers table `inferencePoolPolicies`; GKE only so far)."""
+    (providers table `inferencePoolPolicies`; GKE only so far): the readiness path of the
+    pool's server containers, on the pool's target port."""
     provider = (spec.get("accelerator") or spec.get("decode", {}).get("accelerator")
                 or spec.get("prefill", {}).get("accelerator") or {}).get("provider")
     api = tables.provider(provider, None, "spec.accelerator.provider").get("inferencePoolPolicies") if provider else None
@@ -198,7 +199,15 @@ def _gateway_policies(spec: dict, pool: dict, route: dict) -> list[dict]:
     if not ports:
         raise FunctionError.at(None, "spec.routing.ports", f"InferencePool/{pool_obj.name} has no targetPorts "
                                f"for the Gateway's health check")
-    ready = tables.server(spec["server"], None, "spec.server")["readyPath"]
+    container = tables.server(spec["server"], None, "spec.server")["containerName"]
+    selector = pool_obj.get("spec", "selector", "matchLabels", default={}) or {}
+    ready = next((c["readinessProbe"]["httpGet"]["path"] for d in deployments for t in d.pod_templates()
+                  if selector.items() <= t.labels.items() for c in t.containers()
+                  if c.get("name") == container and ((c.get("readinessProbe") or {}).get("httpGet") or {}).get("path")),
+                 None)
+    if ready is None:
+        raise FunctionError.at(None, "spec.baseConfigRef", f"no {container} container of InferencePool/{pool_obj.name}'s "
+                               f"pods has an HTTP readinessProbe path for the Gateway's health check")
     timeouts = [duration_seconds(rule.get("timeouts", {}).get("request"))
                 for rule in route_obj.get("spec", "rules", default=[]) or [] if isinstance(rule, dict)]
     timeout = max([t for t in timeouts if t] or [DEFAULT_BACKEND_TIMEOUT])

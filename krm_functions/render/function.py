@@ -7,6 +7,10 @@ fixed order, whatever order the Components were listed in:
 
     ModelService -> Accelerator -> Spot -> ModelSource -> Autoscaling -> Monitoring
 
+Then it pins server images: a container whose image is a servers-table row's
+name (`image: vllm`) or one of its sidecars' (`image: jetstream-http`) gets the image that
+row pins, so a server's image is written in one place (krm_functions/data/servers.yaml).
+
 (workloads first, then what runs them, then what reads their accelerators and args).
 Intents stay in the output, marked local-config: kustomize drops them from what it
 prints, and an overlay can still patch one and render again (README, Customize an entry).
@@ -18,7 +22,7 @@ import dataclasses
 import re
 from typing import Iterable, Iterator
 
-from .. import API_VERSION
+from .. import API_VERSION, tables
 from ..krmfn import Context, Function, FunctionError, KubeObject
 from ..krmfn import config as configlib
 from ..krmfn.kubeobject import LOCAL_ANNOTATIONS
@@ -50,6 +54,24 @@ def unset_variables(container: dict, also_defined: Iterable[str] = ()) -> Iterat
             for var in VAR_REF.findall(str(word)):
                 if var not in defined:
                     yield key, i, var
+
+
+def symbolic_images() -> dict[str, str]:
+    """Image name in a base -> the image the servers table pins for it."""
+    pinned = {}
+    for name, row in tables.table("servers").items():
+        pinned[name] = row["image"]
+        pinned.update(row.get("sidecarImages") or {})
+    return pinned
+
+
+def pin_images(items: Iterable[KubeObject]) -> None:
+    pinned = symbolic_images()
+    for obj in items:
+        for tmpl in obj.pod_templates():
+            for c in tmpl.containers() + (tmpl.spec.get("initContainers") or []):
+                if isinstance(c, dict) and c.get("image") in pinned:
+                    c["image"] = pinned[c["image"]]
 
 
 def check_variables(ctx: Context) -> None:
@@ -96,6 +118,7 @@ def make(functions: dict[str, Function]) -> Function:
                                    for r in step.results)
                 if step.failed:
                     return
+        pin_images(ctx.items)  # after ModelService, whose templates name images too
         check_variables(ctx)
 
     return Function(
