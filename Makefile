@@ -9,7 +9,7 @@ PY        := $(VENV)/bin/python
 # standalone binary: make demo KUSTOMIZE="kustomize build".
 KUSTOMIZE ?= $(abspath $(VENV))/bin/kubectl kustomize
 export KUSTOMIZE
-IMAGE     := $(shell cat krm_functions/IMAGE)
+IMAGE     := $(shell python3 -m catalog_tools.image)
 # Entry rendered by `make demo`.
 ENTRY     ?= serving-catalog/core/deployment/vllm/gemma-2b/gke
 # CRD schemas for validation: .ci/run points this at ../shared/crds; by default

@@ -99,7 +99,9 @@ def call_overhead() -> None:
     config = yamlio.load((case / "accelerator.yaml").read_text())
     rl = yamlio.dump({"apiVersion": "config.kubernetes.io/v1", "kind": "ResourceList",
                       "items": yamlio.load_all((case / "deployment.yaml").read_text()), "functionConfig": config})
-    image = (ROOT / "krm_functions" / "IMAGE").read_text().strip()
+    from catalog_tools.image import reference
+
+    image = reference()
     exe = Path(sys.executable).parent / "krm-fn"
     ways = {"in-process": lambda: run(REGISTRY, rl),
             "exec": lambda: subprocess.run([str(exe)], input=rl, capture_output=True, text=True, check=True)}

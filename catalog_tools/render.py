@@ -17,6 +17,8 @@ from typing import Union
 
 from krm_functions.krmfn import yamlio
 
+from .image import reference as image_reference
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -35,7 +37,7 @@ def engine() -> list[str]:
     return [str(venv_kubectl) if venv_kubectl.exists() else "kubectl", "kustomize"]
 
 
-IMAGE = (ROOT / "krm_functions" / "IMAGE").read_text().strip()
+IMAGE = image_reference()  # repository (krm_functions/IMAGE) and the tree's tag
 
 
 @functools.lru_cache(maxsize=None)
@@ -44,6 +46,20 @@ def require_image(image: str = IMAGE) -> None:
     engine_cmd = os.environ.get("CONTAINER_ENGINE", "docker")
     if subprocess.run([engine_cmd, "image", "inspect", image], capture_output=True).returncode != 0:
         raise RenderError(image, f"the function image {image} is not built on this machine: run `make images`")
+    # Entries run the image components/render names: an older tree's would render old code.
+    named = _render_component_image()
+    if named != image:
+        raise RenderError(RENDER_COMPONENT, f"names the function image {named}, but this tree's functions are "
+                          f"{image}: run `make generate`")
+
+
+RENDER_COMPONENT = ROOT / "components" / "render" / "render.yaml"
+
+
+def _render_component_image() -> str:
+    config = yamlio.load(RENDER_COMPONENT.read_text())
+    function = yamlio.load(config["metadata"]["annotations"]["config.kubernetes.io/function"])
+    return function["container"]["image"]
 
 
 def render_text(path: Union[str, Path]) -> str:

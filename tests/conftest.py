@@ -27,7 +27,9 @@ def need(reason: str) -> None:
 @pytest.fixture(scope="session")
 def docker_image() -> str:
     """The function image, built and present in a running Docker engine."""
-    image = (ROOT / "krm_functions" / "IMAGE").read_text().strip()
+    from catalog_tools.image import reference
+
+    image = reference()
     if shutil.which("docker") is None:
         need("no docker command (run `make setup`)")
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:

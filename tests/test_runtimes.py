@@ -34,8 +34,10 @@ def test_kustomize_runs_the_function_in_a_container(docker_image):
                    deployment["metadata"].get("annotations", {}))
 
 
-def test_kustomize_build_fails_with_the_function_message(docker_image, tmp_path):
-    bad = tmp_path / "bad"
+def test_kustomize_build_fails_with_the_function_message(docker_image):
+    # As deep in the tree as the case, whose kustomization names ../../../components/render.
+    bad = ROOT / "build" / "runtimes" / "bad"
+    shutil.rmtree(bad, ignore_errors=True)
     shutil.copytree(CASE, bad)
     config = bad / "accelerator.yaml"
     config.write_text(config.read_text().replace("count: 2", "count: 3"))
@@ -120,3 +122,15 @@ def test_a_missing_function_image_says_make_images_before_any_registry_lookup(do
     with pytest.raises(RenderError) as missing:
         require_image(docker_image.rpartition(":")[0] + ":not-built")
     assert "run `make images`" in str(missing.value)
+
+
+def test_rendering_refuses_a_render_component_of_another_tree(docker_image, tmp_path, monkeypatch):
+    """After a function changes, its tag changes: until `make generate` rewrites
+    components/render, kustomize would run the old image's code."""
+    from catalog_tools import render as render_module
+
+    stale = tmp_path / "render.yaml"
+    stale.write_text(render_module.RENDER_COMPONENT.read_text().replace(docker_image, docker_image[:-4] + "0000"))
+    monkeypatch.setattr(render_module, "RENDER_COMPONENT", stale)
+    with pytest.raises(RenderError, match=r"but this tree's functions are .*: run `make generate`"):
+        render_module.require_image.__wrapped__(docker_image)
