@@ -42,7 +42,14 @@ def _node_pool(provider: dict, accel_row: dict, machine: str, nodes: int, count=
                            topology=topology)
     if "\n" in text:  # a script of its own (a config file and a command)
         return text
-    return " \\\n  ".join(textwrap.wrap(text, 100, break_long_words=False, break_on_hyphens=False))
+    rule = next((r for r in provider.get("capacity") or [] if machine in r["machines"]), None)
+    if rule:  # not offered on demand: ask for the capacity it is offered as
+        text += " " + rule["flags"]
+    command = " \\\n  ".join(textwrap.wrap(text, 100, break_long_words=False, break_on_hyphens=False))
+    if not rule:
+        return command
+    note = textwrap.wrap(" ".join(rule["note"].format(machine=machine).split()), 98)
+    return "\n".join(f"# {line}" for line in note) + "\n" + command
 
 
 def _verify(server_row: dict, model: str) -> tuple[str, str]:

@@ -39,3 +39,21 @@ def test_every_shell_block_passes_shellcheck(readme, tmp_path):
         if proc.returncode != 0:
             problems.append(f"block {n}:\n{block}\n{proc.stdout}")
     assert problems == [], "\n".join(problems)
+
+
+def test_node_pools_ask_for_the_capacity_their_machine_type_is_offered_as():
+    """A machine type the cloud does not sell on demand (the accelerators table's provider
+    `capacity`, e.g. GKE's a3-highgpu-1g: Spot or flex-start only) gets a node-pool command
+    with the flags for the capacity it is offered as, which the cloud would otherwise reject."""
+    from krm_functions import tables
+
+    rules = {machine: rule["flags"] for provider in tables.table("accelerators")["providers"].values()
+             for rule in provider.get("capacity") or [] for machine in rule["machines"]}
+    checked = 0
+    for readme in ROOT.glob("serving-catalog/**/README.md"):
+        for block in re.findall(r"```sh\n(.*?)```", readme.read_text(), re.S):
+            for machine in re.findall(r"--machine-type=(\S+)", block):
+                if machine in rules:
+                    checked += 1
+                    assert rules[machine] in block, f"{readme.relative_to(ROOT)}: {machine} without {rules[machine]}"
+    assert checked
