@@ -50,8 +50,10 @@ $(VENV)/.installed: pyproject.toml
 docker:
 	@scripts/ensure-docker
 
+# Builds this tree's image and points components/render at it (its tag follows the tree).
 images: venv docker
 	@PYTHON=$(PY) scripts/build-image
+	@$(PY) -m catalog_tools.generate --render-component
 
 demo: setup
 	$(KUSTOMIZE) --enable-alpha-plugins $(ENTRY)

@@ -113,6 +113,7 @@ def facts(entry: Entry, root: Path = ROOT) -> dict:
         "workload": workload.name, "group": group, "context": context, "memory_fit": _memory_text(entry, root),
         "verify_path": verify_path, "verify_body": verify_body,
         "ready_path": _ready_path(tmpl.containers(), service.get("spec", "ports", 0, "targetPort")),
+        "model_flags": (server_row.get("modelFlags") or {}).get(model_row.get("family"), []),
         "built": build["summary"] if build else "",
         # A build from Kaggle needs the Kaggle API key instead of the HF token.
         "kaggle": model_build.kaggle_handle(model_build.model_section(build, model_row, entry.model, entry.server))

@@ -220,6 +220,9 @@ def write() -> None:
 
 
 def main(argv: list[str]) -> int:
+    if argv == ["--render-component"]:  # after `make images`: the image entries run
+        _write(render_call())
+        return 0
     if argv == ["--check"]:
         problems = stale()
         for p in problems:

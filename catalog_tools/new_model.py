@@ -65,14 +65,16 @@ def new_model(server_dir: Path, old: str, new: str, root: Path = ROOT) -> list[P
     for path in sorted(target.rglob("*")):
         if path.is_file():
             path.write_text(rewrite(path.read_text()))
-    created = [e for e in catalog.entries(root) if (root / e.path).is_relative_to(target)]
     try:
-        for entry in created:
-            (root / entry.path / "README.md").write_text(readme(entry, root))
+        created = [e for e in catalog.entries(root) if (root / e.path).is_relative_to(target)]
+        readmes = {root / entry.path / "README.md": readme(entry, root) for entry in created}
+        markdown = catalog.markdown(root)
     except RenderError as err:
         shutil.rmtree(target)  # nothing half-written
         raise NewModelError(f"the copied entry does not render, nothing was added:\n{err.stderr.strip()}") from None
-    (root / "catalog.md").write_text(catalog.markdown(root))
+    for path, text in readmes.items():
+        path.write_text(text)
+    (root / "catalog.md").write_text(markdown)
     return [root / e.path for e in created]
 
 
@@ -83,7 +85,7 @@ def main(argv: list[str]) -> int:
     try:
         for path in new_model(Path(argv[0]), argv[1], argv[2]):
             print(f"created {path.relative_to(ROOT)}")
-    except NewModelError as err:
+    except (NewModelError, RenderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print("catalog.md regenerated; review CPU/memory requests and the accelerator Component")

@@ -115,6 +115,18 @@ def set_env(container: dict, name: str, value: Optional[str] = None, value_from:
     env.append(entry)
 
 
+def add_flags(container: dict, flags: list) -> None:
+    """Add each flag (`--flag=value` or a bare `--switch`) the command line does not set
+    already: what an entry sets itself wins."""
+    for flag in flags:
+        name, _, value = str(flag).partition("=")
+        if value:
+            if get_arg(container, name) is None:
+                set_arg(container, name, value)
+        elif not any(name in (container.get(key) or []) for key in ("command", "args")):
+            container.setdefault("args", []).append(name)
+
+
 def get_env(container: dict, name: str) -> Optional[str]:
     for e in container.get("env") or []:
         if e.get("name") == name:

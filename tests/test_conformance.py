@@ -58,6 +58,11 @@ REJECTED = [
     ("vllm-tpu", ["vllm", "serve", "/models/m", "--disable-log-requests"], "unrecognized arguments"),
     ("sglang", ["python3", "-m", "sglang.launch_server", "--model-path=/m", "--bogus"], "unrecognized arguments: --bogus"),
     ("sglang", ["python3", "-m", "sglang.launch_server", "--model-path=/m", "--tp-size=two"], "invalid int value"),
+    # A model family's parsers (servers table modelFlags) are names the release registers.
+    ("vllm", ["vllm", "serve", "/models/m", "--reasoning-parser=qwen4"], "unknown reasoning parser 'qwen4'"),
+    ("vllm", ["vllm", "serve", "/models/m", "--enable-auto-tool-choice", "--tool-call-parser=hermes2"], "hermes2"),
+    ("sglang", ["python3", "-m", "sglang.launch_server", "--model-path=/m", "--tool-call-parser=qwen4"],
+     "invalid choice: 'qwen4'"),
 ]
 DEPRECATED = [
     ("vllm", ["vllm", "serve", "--model", "/models/m"], "`--model` option will be removed"),

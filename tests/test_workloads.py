@@ -28,3 +28,14 @@ def test_a_dangling_flag_takes_the_value_and_stays_put():
     set_param(container, "tensor", 4, {"arg": "--tp"})
     assert container["args"] == ["serve", "--tp", "4"]
     assert get_param(container, {"arg": "--tp"}) == "4"
+
+
+def test_model_flags_leave_what_the_entry_sets():
+    from krm_functions.workloads import add_flags
+
+    container = {"args": ["--reasoning-parser", "deepseek_r1", "--enable-auto-tool-choice"]}
+    add_flags(container, ["--reasoning-parser=qwen3", "--enable-auto-tool-choice", "--tool-call-parser=hermes"])
+    assert container["args"] == ["--reasoning-parser", "deepseek_r1", "--enable-auto-tool-choice",
+                                 "--tool-call-parser=hermes"]
+    add_flags(container, ["--tool-call-parser=hermes"])  # idempotent
+    assert container["args"].count("--tool-call-parser=hermes") == 1

@@ -17,7 +17,7 @@ from .. import pod_security, tables
 from ..krmfn import Context, Function, FunctionError, KubeObject, PodTemplate
 from . import build as model_build
 from ..sources import SCHEMES, Source, parse_uri
-from ..workloads import TARGET_SCHEMA, ServerTarget, add_mount, add_volume, get_env, set_env, targets
+from ..workloads import TARGET_SCHEMA, ServerTarget, add_flags, add_mount, add_volume, get_env, set_env, targets
 
 PREREQUISITE_LABEL = "prerequisite"
 PREREQUISITE = "model-load"
@@ -237,7 +237,16 @@ def _mount_source(plan: Plan, spec: dict) -> str:
             set_env(target.container, context_env, str(spec["contextLength"]))
         elif context_env and plan.model_row and get_env(target.container, context_env) is None:
             set_env(target.container, context_env, str(plan.model_row["maxModelLen"]))
+        if target.template.role != "worker":  # workers of a group serve no API
+            add_flags(target.container, model_flags(target, plan.model_row))
     return local_path
+
+
+def model_flags(target: ServerTarget, model_row: Optional[dict]) -> list:
+    """The flags the model's family needs on this server (servers table `modelFlags`:
+    reasoning and tool-call parsers, expert parallelism)."""
+    family = (model_row or {}).get("family")
+    return list((target.server.get("modelFlags") or {}).get(family) or []) if family else []
 
 
 def _kserve_storage(ctx: Context, plan: Plan, spec: dict) -> None:
@@ -265,6 +274,7 @@ def _kserve_storage(ctx: Context, plan: Plan, spec: dict) -> None:
         set_env(model, context_env, str(spec["contextLength"]))
     elif context_env and plan.model_row and get_env(model, context_env) is None:
         set_env(model, context_env, str(plan.model_row["maxModelLen"]))
+    add_flags(model, model_flags(target, plan.model_row))  # KServe appends them to the runtime's args
     ctx.info(f"InferenceService/{obj.name}: KServe loads {uri} into /mnt/models", obj)
 
 
