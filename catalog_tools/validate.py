@@ -37,7 +37,7 @@ from referencing import Registry, Resource
 from krm_functions.krmfn import yamlio
 
 CRD_DIR_ENV = "SERVING_CATALOG_CRDS"
-KUBERNETES_VERSION = "1.33.0"
+KUBERNETES_VERSION = "1.34.0"  # DRA (resource.k8s.io/v1) is GA from 1.34
 
 _DEFS_URI = "https://kubernetes.io/api/_definitions.json"  # $id of kubernetes-validate's definitions
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"

@@ -26,7 +26,10 @@ def test_accelerator_rows_are_complete(row):
     assert row["type"] in ("gpu", "tpu")
     if row["type"] == "gpu":
         assert row["machines"] and all(isinstance(c, int) and c > 0 for c in row["machines"])
-        assert provider["gpuResource"]
+        if provider.get("gpuRequest") == "dra":  # a DeviceClass and a CEL selector on the GPU model
+            assert provider["draDeviceClass"] and row["draSelector"].startswith("device.attributes[")
+        else:
+            assert provider["gpuResource"]
     else:
         for topology, setting in row["topologies"].items():
             chips = tables.topology_chips(topology)

@@ -39,3 +39,31 @@ def test_model_flags_leave_what_the_entry_sets():
                                  "--tool-call-parser=hermes"]
     add_flags(container, ["--tool-call-parser=hermes"])  # idempotent
     assert container["args"].count("--tool-call-parser=hermes") == 1
+
+
+def test_dra_mode_claims_gpus_instead_of_extended_resources():
+    """A provider (or intent) in DRA mode gives each workload a ResourceClaimTemplate of the
+    provider's DeviceClass, with the accelerator row's CEL selector and the pod's GPU count,
+    and the pod and server container use the claim: no nvidia.com/gpu, no GPU node label."""
+    from krm_functions.accelerator.function import FUNCTION as ACCELERATOR
+    from krm_functions.krmfn import runner, yamlio
+    from krm_functions.registry import REGISTRY
+
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "vllm"},
+                  "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {
+                      "metadata": {"labels": {"a": "b", "serving-catalog.dev/server": "vllm"}},
+                      "spec": {"containers": [{"name": "vllm", "image": "vllm", "args": ["x"]}]}}}}
+    config = {"apiVersion": "fn.serving-catalog.dev/v1alpha1", "kind": ACCELERATOR.kind,
+              "metadata": {"name": "gpus"}, "spec": {"provider": "generic-dra", "accelerator": "nvidia-l4", "count": 2}}
+    output, results, ok = runner.run(REGISTRY, yamlio.dump_all([deployment]), config)
+    assert ok, results
+    docs = {d["kind"]: d for d in yamlio.load_all(output)}
+    request = docs["ResourceClaimTemplate"]["spec"]["spec"]["devices"]["requests"][0]
+    assert request["exactly"]["deviceClassName"] == "gpu.nvidia.com" and request["exactly"]["count"] == 2
+    assert "NVIDIA L4" in request["exactly"]["selectors"][0]["cel"]["expression"]
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    assert pod["resourceClaims"] == [{"name": "gpus", "resourceClaimTemplateName": "vllm-gpus"}]
+    container = pod["containers"][0]
+    assert container["resources"]["claims"] == [{"name": "gpus"}]
+    assert "nvidia.com/gpu" not in str(container["resources"]) and not pod.get("nodeSelector")
+    assert "--tensor-parallel-size=2" in container["args"]

@@ -7,11 +7,15 @@ from typing import Optional
 from .. import memory, tables
 from ..krmfn import Context, Function, FunctionError
 from ..workloads import (SHM_VOLUME, TARGET_SCHEMA, ServerTarget, add_mount, add_toleration, add_volume, apply_spot,
-                         set_param, target_key, targets)
+                         set_param, target_key, targets, upsert_named)
 
 # LeaderWorkerSet places each group alone in one domain of this node label
 # (kubernetes-sigs/lws api/leaderworkerset/v1: ExclusiveKeyAnnotationKey).
 EXCLUSIVE_TOPOLOGY = "leaderworkerset.sigs.k8s.io/exclusive-topology"
+# Dynamic Resource Allocation (Kubernetes 1.34, resource.k8s.io/v1): the pod's claim on its GPUs.
+DRA_API = "resource.k8s.io/v1"
+DRA_CLAIM = "gpus"
+REQUEST_MODES = ("extendedResource", "dra")
 
 SPEC_SCHEMA = {
     "type": "object",
@@ -24,6 +28,9 @@ SPEC_SCHEMA = {
         "topology": {"type": "string", "pattern": "^[0-9]+(x[0-9]+){1,2}$",
                      "description": "TPU slice topology, e.g. 2x4 (TPU accelerators)."},
         "spot": {"type": "boolean", "default": False, "description": "Schedule onto spot capacity."},
+        "request": {"enum": list(REQUEST_MODES),
+                    "description": "How pods ask for GPUs: extended resources (limits) or a DRA ResourceClaimTemplate "
+                                   "(default: the provider's gpuRequest)."},
         "shmSize": {"type": "string", "default": "16Gi", "description": "Size of the /dev/shm memory volume."},
         **TARGET_SCHEMA,
     },
@@ -36,9 +43,12 @@ def transform(ctx: Context, spec: dict) -> None:
     provider = tables.provider(spec["provider"])
     accel = tables.accelerator(spec["provider"], spec["accelerator"])
     per_pod, hosts, machine = devices(accel, spec)
+    dra = request_mode(spec, provider, accel) == "dra"
     for target in targets(ctx, spec):
         _check_group(target, hosts)
-        fit = _inject(target, spec, provider, accel, per_pod, hosts, ctx.facts)
+        if dra:
+            ctx.add(claim_template(target, provider, accel, per_pod))
+        fit = _inject(target, spec, provider, accel, per_pod, hosts, ctx.facts, dra)
         if fit is not None:
             ctx.info(f"memory {fit.summary()} at context {fit.context} "
                      f"({fit.weights_gib:.1f} GiB weights per device)", target.obj)
@@ -72,6 +82,35 @@ def devices(accel: dict, spec: dict) -> tuple[int, int, str]:
     return tables.topology_chips(spec["topology"]) // row["hosts"], row["hosts"], row["machineType"]
 
 
+def request_mode(spec: dict, provider: dict, accel: dict) -> str:
+    """extendedResource or dra: the intent's `request`, else the provider's gpuRequest."""
+    mode = spec.get("request") or provider.get("gpuRequest", "extendedResource")
+    if mode == "dra":
+        if accel["type"] != "gpu":
+            raise FunctionError.at(None, "spec.request", f"{accel['name']} is a TPU: DRA requests GPUs here")
+        if not provider.get("draDeviceClass") or not accel.get("draSelector"):
+            raise FunctionError.at(None, "spec.request", f"provider {spec['provider']} names no DRA DeviceClass for "
+                                   f"{accel['name']} (accelerators table: draDeviceClass, draSelector)")
+    return mode
+
+
+def claim_template_name(target: ServerTarget) -> str:
+    return f"{target.obj.name}-{DRA_CLAIM}"
+
+
+def claim_template(target: ServerTarget, provider: dict, accel: dict, per_pod: int) -> dict:
+    """The ResourceClaimTemplate each pod's GPUs are claimed from: per_pod devices of the
+    provider's DeviceClass that the accelerator row's CEL selector admits."""
+    meta = {"name": claim_template_name(target),
+            "labels": {k: v for k, v in target.obj.labels.items() if k.startswith("app.kubernetes.io/")}}
+    if target.obj.namespace:
+        meta["namespace"] = target.obj.namespace
+    request = {"deviceClassName": provider["draDeviceClass"], "allocationMode": "ExactCount", "count": per_pod,
+               "selectors": [{"cel": {"expression": accel["draSelector"]}}]}
+    return {"apiVersion": DRA_API, "kind": "ResourceClaimTemplate", "metadata": meta,
+            "spec": {"spec": {"devices": {"requests": [{"name": DRA_CLAIM, "exactly": request}]}}}}
+
+
 def _check_group(target: ServerTarget, hosts: int) -> None:
     obj = target.obj
     if obj.kind == "LeaderWorkerSet":
@@ -86,15 +125,21 @@ def _check_group(target: ServerTarget, hosts: int) -> None:
 
 
 def _inject(target: ServerTarget, spec: dict, provider: dict, accel: dict, per_pod: int,
-            hosts: int, facts: dict) -> Optional[memory.Fit]:
+            hosts: int, facts: dict, dra: bool = False) -> Optional[memory.Fit]:
     """Devices, scheduling and parallelism on one server pod template. What later steps of a
     Render call need (a model build's tensor parallelism and devices) goes in `facts`."""
     tmpl, container, server = target.template, target.container, target.server
     gpu = accel["type"] == "gpu"
-    resource = provider["gpuResource" if gpu else "tpuResource"]
     resources = container.setdefault("resources", {})
-    for kind in ("requests", "limits"):  # extended resources: requests must equal limits
-        resources.setdefault(kind, {})[resource] = per_pod
+    if dra:  # the pod claims its GPUs; the container uses the claim
+        resource = provider["draDeviceClass"]
+        upsert_named(tmpl.list_field("resourceClaims"),
+                     {"name": DRA_CLAIM, "resourceClaimTemplateName": claim_template_name(target)})
+        upsert_named(resources.setdefault("claims", []), {"name": DRA_CLAIM})
+    else:
+        resource = provider["gpuResource" if gpu else "tpuResource"]
+        for kind in ("requests", "limits"):  # extended resources: requests must equal limits
+            resources.setdefault(kind, {})[resource] = per_pod
 
     selector = tmpl.map_field("nodeSelector")
     selector.update(accel["nodeSelector"])
@@ -120,7 +165,9 @@ def _inject(target: ServerTarget, spec: dict, provider: dict, accel: dict, per_p
         _add_shm(tmpl, container, spec)
         return None  # the workers join the leader's Ray cluster: no engine flags
     tensor, pipeline = parallel_sizes(server, gpu, per_pod, hosts, group)
-    facts.setdefault("accelerators", {})[target_key(target)] = {"tensor": tensor, "devices": {resource: per_pod}}
+    # A model build on the server's accelerators takes the same extended resources (not a DRA claim).
+    facts.setdefault("accelerators", {})[target_key(target)] = {"tensor": tensor,
+                                                                "devices": {} if dra else {resource: per_pod}}
     if pipeline > 1:
         set_param(container, "pipeline", pipeline, parallel["pipeline"])
     if "tensor" in parallel:

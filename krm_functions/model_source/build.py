@@ -73,6 +73,10 @@ def devices(target: ServerTarget, facts: Optional[dict] = None) -> dict:
     """The accelerator requests of the server container (e.g. nvidia.com/gpu: 2): from this
     Render call's Accelerator step, else, run alone, from the container."""
     known = ((facts or {}).get("accelerators") or {}).get(target_key(target))
+    if known and not known["devices"]:
+        raise FunctionError.at(target.obj, f"{target.container_path}.resources.claims",
+                               f"server {target.server_name} builds its model on the server's accelerators, which "
+                               "this entry claims through DRA: use the provider's extended resources for it")
     if known:
         return dict(known["devices"])
     limits = (target.container.get("resources") or {}).get("limits") or {}
