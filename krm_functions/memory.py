@@ -64,7 +64,7 @@ def _k(tokens: int) -> str:
 
 
 def weights_gib(model_row: dict, devices: int) -> float:
-    return model_row["parametersB"] * 1e9 * tables.DTYPE_BYTES[model_row["dtype"]] / devices / GIB
+    return tables.checkpoint_bytes(model_row) / devices / GIB
 
 
 def kv_bytes(model_row: dict, tokens: int, tensor: int, pipeline: int, element_bytes: float) -> float:

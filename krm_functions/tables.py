@@ -68,11 +68,21 @@ def topology_chips(topology: str) -> int:
     return math.prod(int(d) for d in topology.split("x"))
 
 
+def checkpoint_bytes(model_row: dict) -> float:
+    """Bytes of the published weights: the checkpoint's own size where the row gives it
+    (mixed precision, e.g. MXFP4 experts beside 16-bit attention), else parameters × bytes
+    per parameter of its dtype."""
+    if "checkpointGB" in model_row:
+        return model_row["checkpointGB"] * 1e9
+    return model_row["parametersB"] * 1e9 * DTYPE_BYTES[model_row["dtype"]]
+
+
 def weights_gib(model_row: dict) -> int:
-    """Disk for a model's weights: parameters × bytes per parameter, plus 20% and
-    10 GiB of headroom for tokenizer files and partial downloads."""
-    raw = model_row["parametersB"] * 1e9 * DTYPE_BYTES[model_row["dtype"]] / 2**30
+    """Disk for a model's weights: the checkpoint, plus 20% and 10 GiB of headroom for
+    tokenizer files and partial downloads."""
+    raw = checkpoint_bytes(model_row) / 2**30
     return int(math.ceil((raw * 1.2 + 10) / 10.0) * 10)
 
 
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "fp8": 1, "int8": 1, "int4": 0.5}
+# mxfp4: 4-bit values with one 8-bit scale per 32 (OCP Microscaling), 4.25 bits.
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "fp8": 1, "int8": 1, "int4": 0.5, "mxfp4": 0.53125}

@@ -112,7 +112,7 @@ def script(build: dict, context: dict) -> str:
 def memory_gib(build: dict, model_row: dict) -> int:
     """Host memory: the weights times modelBuild.memoryFactor (loading and converting
     hold them several times over), at least 32 GiB, in steps of 16 GiB."""
-    weights = model_row["parametersB"] * tables.DTYPE_BYTES[model_row["dtype"]]
+    weights = tables.checkpoint_bytes(model_row) / 1e9
     return max(32, int(math.ceil(weights * build.get("memoryFactor", 2) / 16.0) * 16))
 
 
