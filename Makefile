@@ -54,7 +54,7 @@ docker:
 # Not under CI, where a stale components/render must fail the tests instead.
 images: venv docker
 	@PYTHON=$(PY) scripts/build-image
-	@[ -n "$$CI" ] || $(PY) -m catalog_tools.generate --render-component
+	@[ -n "$${CI:-}" ] || $(PY) -m catalog_tools.generate --render-component
 
 demo: setup
 	$(KUSTOMIZE) --enable-alpha-plugins $(ENTRY)
