@@ -35,12 +35,24 @@ def dns_name(model: str) -> str:
     return model.replace(".", "-")
 
 
+# Where the model's name becomes part of object names (nameSuffix, the instance label that
+# matches them): there it takes its DNS form, whatever the form of the name copied from.
+_NAME_LINE = re.compile(r"^(\s*(?:nameSuffix|app\.kubernetes\.io/instance):.*)$", re.M)
+
+
 def _rewriter(old: str, new: str):
     # Whole names only: `gemma-2b` must not match inside `gemma-2b-it` or `my-gemma-2b.x`.
     pairs = [(old, new)] + ([(dns_name(old), dns_name(new))] if dns_name(old) != old else [])
     patterns = [(re.compile(rf"(?<![A-Za-z0-9.]){re.escape(a)}(?![A-Za-z0-9.]|-[A-Za-z0-9])"), b) for a, b in pairs]
+    to_dns = [(pattern, dns_name(replacement)) for pattern, replacement in patterns]
 
     def rewrite(text: str) -> str:
+        def name_line(match: re.Match) -> str:
+            line = match.group(1)
+            for pattern, replacement in to_dns:
+                line = pattern.sub(replacement, line)
+            return line
+        text = _NAME_LINE.sub(name_line, text)
         for pattern, replacement in patterns:
             text = pattern.sub(replacement, text)
         return text

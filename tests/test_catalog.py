@@ -183,6 +183,11 @@ def test_model_names_are_rewritten_whole():
     rewrite = _rewriter("llama3.1-405b-it", "llama3.3-70b-it")
     text = "nameSuffix: -llama3-1-405b-it\nmodel: llama3.1-405b-it\nother: llama3.1-405b-it-fp8\n"
     assert rewrite(text) == "nameSuffix: -llama3-3-70b-it\nmodel: llama3.3-70b-it\nother: llama3.1-405b-it-fp8\n"
+    # From a name without dots to one with: object names still take the DNS form.
+    rewrite = _rewriter("qwen3-32b", "deepseek-v3.1")
+    text = "nameSuffix: -qwen3-32b\n      app.kubernetes.io/instance: vllm-qwen3-32b\n      serving-catalog.dev/model: qwen3-32b\n"
+    assert rewrite(text) == ("nameSuffix: -deepseek-v3-1\n      app.kubernetes.io/instance: vllm-deepseek-v3-1\n"
+                             "      serving-catalog.dev/model: deepseek-v3.1\n")
 
 
 def test_runtime_placeholders_count_env_merged_from_the_inferenceservice():
