@@ -3,9 +3,10 @@
 A platform owner's BaseConfig (a ConfigMap of jinja2 templates) and a model
 owner's ModelService become prefill and decode Deployments and Services, an
 InferencePool (inference.networking.k8s.io/v1) with its endpoint picker, an
-HTTPRoute, the provider Gateway's health-check and timeout policies, and autoscaling: the accelerator, model-artifact and autoscaling
-parts are the Accelerator, ModelSource and Autoscaling functions, called through
-the Context (Context.call), not imported.
+HTTPRoute, the provider Gateway's health-check and timeout policies, and
+autoscaling: the accelerator, model-artifact and autoscaling parts are the
+Accelerator, ModelSource and Autoscaling functions, called through the Context
+(Context.call), not imported.
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ def _gateway_policies(spec: dict, pool: dict, route: dict, deployments: list[Kub
     if ready is None:
         raise FunctionError.at(None, "spec.baseConfigRef", f"no {container} container of InferencePool/{pool_obj.name}'s "
                                f"pods has an HTTP readinessProbe path for the Gateway's health check")
-    timeouts = [duration_seconds(rule.get("timeouts", {}).get("request"))
+    timeouts = [duration_seconds((rule.get("timeouts") or {}).get("request"))
                 for rule in route_obj.get("spec", "rules", default=[]) or [] if isinstance(rule, dict)]
     timeout = max([t for t in timeouts if t] or [DEFAULT_BACKEND_TIMEOUT])
     target = {"group": pool_obj.group, "kind": "InferencePool", "name": pool_obj.name}

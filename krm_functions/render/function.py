@@ -7,13 +7,13 @@ fixed order, whatever order the Components were listed in:
 
     ModelService -> Accelerator -> Spot -> ModelSource -> Autoscaling -> Monitoring
 
-Then it pins server images: a container whose image is a servers-table row's
-name (`image: vllm`) or one of its sidecars' (`image: jetstream-http`) gets the image that
-row pins, so a server's image is written in one place (krm_functions/data/servers.yaml).
-
 (workloads first, then what runs them, then what reads their accelerators and args).
 Intents stay in the output, marked local-config: kustomize drops them from what it
 prints, and an overlay can still patch one and render again (README, Customize an entry).
+
+Then it pins server images: a container whose image is a servers-table row's name
+(`image: vllm`) or one of its sidecars' (`image: jetstream-http`) gets the image that row
+pins, so a server's image is written in one place (krm_functions/data/servers.yaml).
 """
 
 from __future__ import annotations
