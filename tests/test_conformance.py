@@ -280,12 +280,13 @@ def test_weights_download_and_load_within_their_time_budgets(rendered):
     """At the weights volume's documented throughput: `make deploy` waits long enough for the
     download, and every server's startup probe allows reading the weights and warming up."""
     from catalog_tools import budgets
+    from krm_functions.autoscaling.function import quantity
     from krm_functions.krmfn import KubeObject
 
     checked = set()
     for entry in ENTRIES:
         docs = next(r.docs for r in rendered if r.entry == str(entry.path))
-        claims = [quantity_gib(d["spec"]["resources"]["requests"]["storage"]) for d in docs
+        claims = [float(quantity(d["spec"]["resources"]["requests"]["storage"])) / 2**30 for d in docs
                   if d["kind"] == "PersistentVolumeClaim"]
         budget = budgets.budget(entry, min(claims) if claims else None)
         if budget is None:
@@ -303,11 +304,6 @@ def test_weights_download_and_load_within_their_time_budgets(rendered):
                             f"{allowed} s; reading {budget.weights_gib:.0f} GiB takes {budget.load_seconds} s "
                             f"+ {budgets.WARMUP_SECONDS} s warm-up")
     assert checked >= {"gke", "eks", "aks"}
-
-
-def quantity_gib(quantity: str) -> float:
-    units = {"Gi": 1, "Ti": 1024, "Mi": 1 / 1024}
-    return float(quantity[:-2]) * units[quantity[-2:]]
 
 
 def test_azure_files_throughput_grows_with_the_share():
