@@ -18,7 +18,7 @@ SERVING_CATALOG_CRDS ?= $(CURDIR)/build/crds
 export SERVING_CATALOG_CRDS
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv docker images demo test validate conformance conformance-envs policy policy-env fuzz generate hydrate deploy undeploy new-model e2e crds bench clean
+.PHONY: help setup venv docker images demo test validate conformance conformance-envs policy policy-env fuzz generate hydrate deploy undeploy new-model e2e crds benchmark bench clean
 
 help:
 	@echo "make demo     set up, then render ENTRY ($(ENTRY)) with the functions in containers"
@@ -34,6 +34,7 @@ help:
 	@echo "make deploy ENTRY=... [NAMESPACE=...]  model-load Job first, watched, then the server (needs kubectl access)"
 	@echo "make undeploy ENTRY=... [NAMESPACE=...] [KEEP_WEIGHTS=1]  take it down"
 	@echo "make new-model SERVER=serving-catalog/core/deployment/vllm FROM=gemma-3-27b-it TO=gemma-7b-it"
+	@echo "make benchmark ENTRY=... [URL=...]  the entry's inference-perf Job, ConfigMap and claim (pipe to kubectl apply -f -)"
 	@echo "make bench    benchmarks (not tests): SDK vs kustomize builtins, container overhead, entry render times"
 	@echo "make crds     download the pinned CRD schemas into build/crds"
 	@echo "make e2e      a kind cluster: every entry applied with --dry-run=server (needs kind and network)"
@@ -105,6 +106,10 @@ new-model: setup
 
 e2e: setup crds
 	E2E_KIND=1 $(PY) -m pytest tests/test_e2e_kind.py $(PYTEST_ARGS)
+
+# make benchmark ENTRY=... [URL=http://GATEWAY] | kubectl apply -f -
+benchmark: setup
+	@$(PY) -m catalog_tools.benchmark $(ENTRY) $(if $(URL),--url $(URL))
 
 bench: setup
 	$(PY) -m catalog_tools.bench

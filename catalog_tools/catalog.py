@@ -14,6 +14,7 @@ from krm_functions import memory, tables
 from krm_functions.accelerator import function as accelerator
 from krm_functions.krmfn import KubeObject, yamlio
 
+from . import benchmark
 from .render import ROOT, render
 
 KINDS = {"deployment": "Deployment", "lws": "LeaderWorkerSet", "inferenceservice": "InferenceService",
@@ -119,15 +120,18 @@ def markdown(root: Path = ROOT) -> str:
              "Render an entry with `kubectl kustomize --enable-alpha-plugins <path>` (functions run in containers).", "",
              "Memory: the model and one sequence at the entry's context fit its accelerators "
              "(checked at build time; KV cache left per device, in tokens).", "",
-             "| Kind | Model Server | Model | Provider | Accelerator | Memory | README |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "Benchmark: `make benchmark ENTRY=<path> | kubectl apply -f -` runs kubernetes-sigs/inference-perf "
+             "against the entry (krm_functions/benchmark).", "",
+             "| Kind | Model Server | Model | Provider | Accelerator | Memory | Benchmark | README |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for e in rows:
         server = tables.table("servers").get(e.server, {}).get("title", e.server)
         readme = f"[{e.path}]({e.path}/README.md)"
         fit = memory_fit(e, root)
         headroom = f"{fit.summary()} at {fit.context // 1024}k context" if fit else "n/a"
+        bench = benchmark.status(e.server, e.crd)[1]
         lines.append(f"| {e.kind} | {server} | {e.model} | {e.provider} | {e.accelerator_text()} | {headroom} "
-                     f"| {readme} |")
+                     f"| {bench} | {readme} |")
     lines += ["", f"{len(rows)} entries.", ""] + matrix(rows) + [""] + accelerator_menu()
     return "\n".join(lines)
 

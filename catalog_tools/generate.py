@@ -56,8 +56,8 @@ def render_call() -> dict[str, str]:
 
 
 # Components no entry lists but the README offers as opt-ins (besides the hand-written
-# components/network-policy): spot capacity and the plain scrape objects.
-OPT_IN = ("components/accelerators/*/spot", "components/monitoring/*")
+# components/network-policy): spot capacity, the plain scrape objects and the benchmark.
+OPT_IN = ("components/accelerators/*/spot", "components/monitoring/*", "components/benchmark/*")
 
 
 def used_components() -> set[str]:
@@ -125,6 +125,10 @@ def all_components() -> dict[str, str]:
                                {"storage": {"storageClassName": storage_class}} if storage_class else {},
                                "download the pods' model (models table) from Hugging Face into a ReadWriteMany "
                                f"volume ({storage_class or 'the cluster default storage class'}) with a Job"))
+    for tool_name, tool in tables.table("benchmarks").items():
+        files.update(component(f"components/benchmark/{tool_name}", "Benchmark", tool_name, {"tool": tool_name},
+                               f"benchmark the entry's server with {tool['title']}: a Job, its config and a claim "
+                               "for its reports"))
     files.update(render_call())
     files.update(component("components/model-load/kserve", "ModelSource", "kserve",
                            {}, "KServe InferenceService: storageUri from the models table (hf://), "

@@ -1,4 +1,4 @@
-"""The data tables (krm_functions/data/*.yaml): accelerators, servers, models.
+"""The data tables (krm_functions/data/*.yaml): accelerators, servers, models, benchmarks.
 
 Facts live there, once; functions, the catalog generator and the tests read
 them through this module. Lookups raise FunctionError naming what is known.
@@ -57,6 +57,10 @@ def server(name: str, obj: Any = None, path: str = "") -> dict:
 
 def model(name: str, obj: Any = None, path: str = "") -> dict:
     return _lookup(table("models"), name, "model", obj, path)
+
+
+def benchmark(name: str, obj: Any = None, path: str = "spec.tool") -> dict:
+    return _lookup(table("benchmarks"), name, "benchmark tool", obj, path)
 
 
 def model_for_hf_id(hf_id: str) -> Optional[str]:

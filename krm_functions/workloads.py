@@ -14,6 +14,8 @@ from . import tables
 from .krmfn import Context, FunctionError, KubeObject, PodTemplate
 
 BATCH_KINDS = ("Job", "CronJob")
+# llm-d's role of a pod (decode, prefill), on the pods ModelService generates.
+LLM_D_ROLE_LABEL = "llm-d.ai/role"
 
 # Schema fragment shared by every function that edits the server workload.
 TARGET_SCHEMA = {
@@ -203,3 +205,16 @@ def apply_spot(tmpl: PodTemplate, provider: dict, name: str) -> None:
     tmpl.map_field("nodeSelector").update(provider["spot"]["nodeSelector"])
     for toleration in provider["spot"].get("tolerations", []):
         add_toleration(tmpl.spec, toleration)
+
+
+HF_TOKEN_DIR = "/var/run/secrets/huggingface"
+
+
+def hf_token_file(hf_token: dict) -> tuple[list[dict], list[dict], list[dict]]:
+    """(env, mounts, volumes): the Hugging Face token as a file, not an env var
+    (huggingface_hub reads HF_TOKEN_PATH: huggingface_hub/constants.py, 1.33.0; checkov
+    CKV_K8S_35)."""
+    volume = {"name": "hf-token", "secret": {"secretName": hf_token["name"], "defaultMode": 0o440,
+                                              "items": [{"key": hf_token["key"], "path": "token"}]}}
+    return ([{"name": "HF_TOKEN_PATH", "value": f"{HF_TOKEN_DIR}/token"}],
+            [{"name": "hf-token", "mountPath": HF_TOKEN_DIR, "readOnly": True}], [volume])

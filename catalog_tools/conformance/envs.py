@@ -21,6 +21,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from krm_functions import tables
 from krm_functions.krmfn import yamlio
@@ -119,11 +120,11 @@ class ServerEnv:
             raise EnvError(f"re-tagging {wheel.name} failed: {proc.stderr.strip()[-1000:]}")
         return str(next(wheels.glob(f"*-{tag}-{tag}-*.whl")))
 
-    def run(self, payload: object, script: str = "") -> object:
+    def run(self, payload: object, script: str = "", args: tuple = ()) -> object:
         """Run a script of parsers/ (default: the parser) on a JSON payload; its JSON answer."""
         self.build()
         script = script or self.parser
-        proc = subprocess.run([str(self.python), str(HERE / "parsers" / script)], input=json.dumps(payload),
+        proc = subprocess.run([str(self.python), str(HERE / "parsers" / script), *args], input=json.dumps(payload),
                               capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
         if proc.returncode != 0:
             raise EnvError(f"{script} in {self.path} failed:\n{proc.stderr.strip()[-3000:]}")
@@ -153,11 +154,13 @@ class ServerEnv:
 
 @dataclass(frozen=True)
 class ReleaseSource:
-    """The published Python source of a release whose server is not a Python CLI we parse
-    (JetStream's orchestrator, which defines the metrics maxengine exports): its PyPI wheel,
-    unpacked into build/conformance/sources/<package>-<version>/ and only read."""
+    """The published Python source of a release whose program is not a server CLI we parse
+    (JetStream's orchestrator, which defines the metrics maxengine exports; the benchmark
+    tool, whose config reader checks our configs): its PyPI wheel, unpacked into
+    build/conformance/sources/<package>-<version>/."""
     package: str
     version: str
+    python: Optional[str] = None  # the Python its wheel is published for, when newer than ours
 
     @property
     def path(self) -> Path:
@@ -168,8 +171,10 @@ class ReleaseSource:
             return self.path
         print(f"conformance: fetching {self.package}=={self.version} (source only)", file=log, flush=True)
         wheels = self.path.with_name(self.path.name + ".download")
+        python = ["--python-version", self.python] if self.python else []
         proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                               "-d", str(wheels), f"{self.package}=={self.version}"], capture_output=True, text=True)
+                               *python, "-d", str(wheels), f"{self.package}=={self.version}"],
+                              capture_output=True, text=True)
         if proc.returncode != 0:
             raise EnvError(f"pip download {self.package}=={self.version} failed: {proc.stderr.strip()[-1000:]}")
         [wheel] = wheels.glob("*.whl")

@@ -50,6 +50,7 @@ def transform(ctx: Context, spec: dict) -> None:
             ctx.add(claim_template(target, provider, accel, per_pod))
         fit = _inject(target, spec, provider, accel, per_pod, hosts, ctx.facts, dra)
         if fit is not None:
+            ctx.facts.setdefault("fits", {})[target_key(target)] = fit  # the Benchmark's load profile
             ctx.info(f"memory {fit.summary()} at context {fit.context} "
                      f"({fit.weights_gib:.1f} GiB weights per device)", target.obj)
     ctx.info(f"{accel['name']}: {per_pod} per pod, {hosts} host(s), machine type {machine}")

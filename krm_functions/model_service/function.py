@@ -20,6 +20,7 @@ from ..krmfn import Context, Function, FunctionError, KubeObject
 from ..krmfn import shapes
 from ..krmfn.results import ERROR, Field, Result
 from ..sources import Source, parse_uri
+from ..workloads import LLM_D_ROLE_LABEL
 from . import merge, templating
 
 ROLES = ("prefill", "decode")
@@ -28,7 +29,7 @@ TEMPLATE_KEYS = ("prefillDeployment", "decodeDeployment", "prefillService", "dec
                  "eppDeployment", "eppService", "eppServiceAccount", "eppRole", "eppRoleBinding", "httpRoute",
                  "configMaps")
 LOCAL_CONFIG = "config.kubernetes.io/local-config"
-ROLE_LABEL, MODEL_LABEL, SERVING_LABEL = "llm-d.ai/role", "llm-d.ai/model", "llm-d.ai/inferenceServing"
+ROLE_LABEL, MODEL_LABEL, SERVING_LABEL = LLM_D_ROLE_LABEL, "llm-d.ai/model", "llm-d.ai/inferenceServing"
 
 _CONTAINER = {
     "type": "object", "additionalProperties": False, "required": ["name"],

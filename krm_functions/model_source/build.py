@@ -17,7 +17,7 @@ from typing import Optional
 
 from .. import tables
 from ..krmfn import FunctionError, PodTemplate
-from ..workloads import SHM_VOLUME, ServerTarget, get_param, target_key
+from ..workloads import SHM_VOLUME, ServerTarget, get_param, hf_token_file, target_key
 
 BUILDS_DIR = os.path.join(tables.DATA_DIR, "model-builds")
 # Resources the build Job takes from the server container as they are: the devices.
@@ -129,19 +129,6 @@ def _credentials(section: dict, hf_token: dict) -> tuple[list[dict], list[dict],
                 [{"name": "kaggle-credentials", "mountPath": KAGGLE_DIR, "readOnly": True}],
                 [{"name": "kaggle-credentials", "secret": {"secretName": "kaggle-credentials", "defaultMode": 0o400}}])
     return hf_token_file(hf_token)
-
-
-HF_TOKEN_DIR = "/var/run/secrets/huggingface"
-
-
-def hf_token_file(hf_token: dict) -> tuple[list[dict], list[dict], list[dict]]:
-    """(env, mounts, volumes): the Hugging Face token as a file, not an env var
-    (huggingface_hub reads HF_TOKEN_PATH: huggingface_hub/constants.py, 1.33.0; checkov
-    CKV_K8S_35)."""
-    volume = {"name": "hf-token", "secret": {"secretName": hf_token["name"], "defaultMode": 0o440,
-                                              "items": [{"key": hf_token["key"], "path": "token"}]}}
-    return ([{"name": "HF_TOKEN_PATH", "value": f"{HF_TOKEN_DIR}/token"}],
-            [{"name": "hf-token", "mountPath": HF_TOKEN_DIR, "readOnly": True}], [volume])
 
 
 def pod(target: ServerTarget, build: dict, model_row: dict, section: dict, repo: str, repo_dir: str,

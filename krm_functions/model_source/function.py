@@ -17,7 +17,7 @@ from .. import pod_security, tables
 from ..krmfn import Context, Function, FunctionError, KubeObject, PodTemplate
 from . import build as model_build
 from ..sources import SCHEMES, Source, parse_uri
-from ..workloads import TARGET_SCHEMA, ServerTarget, add_flags, add_mount, add_volume, get_env, set_env, targets
+from ..workloads import TARGET_SCHEMA, ServerTarget, add_flags, add_mount, add_volume, get_env, hf_token_file, set_env, targets
 
 PREREQUISITE_LABEL = "prerequisite"
 PREREQUISITE = "model-load"
@@ -354,7 +354,7 @@ def _generate(ctx: Context, plan: Plan, spec: dict) -> tuple[str, str]:
                               spec["mountPath"], ctx.facts)
         job, component = f"{plan.base_name}-build", "model-build"
     else:
-        env, mounts, volumes = model_build.hf_token_file(hf_token)
+        env, mounts, volumes = hf_token_file(hf_token)
         container = _download_container(target, source, spec.get("revision"), env, mounts)
         pod = {"restartPolicy": "OnFailure", "containers": [container], "volumes": [weights, *volumes]}
         job, component = f"{plan.base_name}-download", "model-download"

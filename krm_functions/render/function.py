@@ -5,9 +5,10 @@ Autoscaling, ...) that a Component or the entry contributes as a resource, not a
 transformer. Render validates each against its function's schema and applies them in a
 fixed order, whatever order the Components were listed in:
 
-    ModelService -> Accelerator -> Spot -> ModelSource -> Autoscaling -> Monitoring
+    ModelService -> Accelerator -> Spot -> ModelSource -> Autoscaling -> Monitoring -> Benchmark
 
-(workloads first, then what runs them, then what reads their accelerators and args).
+(workloads first, then what runs them, then what reads their accelerators and args; the
+Benchmark last, sized by the Accelerator's memory fit).
 Intents stay in the output, marked local-config: kustomize drops them from what it
 prints, and an overlay can still patch one and render again (README, Customize an entry).
 
@@ -27,7 +28,7 @@ from ..krmfn import Context, Function, FunctionError, KubeObject
 from ..krmfn import config as configlib
 from ..krmfn.kubeobject import LOCAL_ANNOTATIONS
 
-ORDER = ("ModelService", "Accelerator", "Spot", "ModelSource", "Autoscaling", "Monitoring")
+ORDER = ("ModelService", "Accelerator", "Spot", "ModelSource", "Autoscaling", "Monitoring", "Benchmark")
 # $(VAR) as the kubelet expands it in command and args ($$(VAR) is a literal).
 VAR_REF = re.compile(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 # Set on the pods by their controller, not in the manifest (LeaderWorkerSet).
