@@ -63,11 +63,12 @@ def render_benchmark(entry: Path, tool: str = "inference-perf", url: Optional[st
 
 def status(server: str, crd: str, tool: str = "inference-perf") -> tuple[str, str]:
     """How an entry is benchmarked: (`ready` | `url` | `none`, text for catalog.md). An llm-d
-    entry's clients reach it through a Gateway (its HTTPRoute), whose address is the cluster's."""
+    entry's and an LLMInferenceService's clients reach it through a Gateway (an HTTPRoute),
+    whose address is the cluster's."""
     row = tables.benchmark(tool)
     if server not in row["clients"]:
         return "none", f"no: {tool} has no {server} client"
-    if crd == "modelservice":
+    if crd in ("modelservice", "llminferenceservice"):
         return "url", "`make benchmark URL=http://GATEWAY`"
     return "ready", "`make benchmark`"
 

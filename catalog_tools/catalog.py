@@ -13,12 +13,13 @@ from typing import Optional
 from krm_functions import memory, tables
 from krm_functions.accelerator import function as accelerator
 from krm_functions.krmfn import KubeObject, yamlio
+from krm_functions.workloads import KSERVE_LLM_CONTAINER
 
 from . import benchmark
 from .render import ROOT, render
 
 KINDS = {"deployment": "Deployment", "lws": "LeaderWorkerSet", "inferenceservice": "InferenceService",
-         "modelservice": "ModelService"}
+         "llminferenceservice": "LLMInferenceService", "modelservice": "ModelService"}
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ def _base_container(entry: Entry, server: dict, root: Path) -> dict:
         return {}
     for doc in render(base):
         for tmpl in KubeObject(doc).pod_templates():
-            container = tmpl.container(server["containerName"]) or tmpl.container("kserve-container")
+            container = (tmpl.container(server["containerName"]) or tmpl.container("kserve-container")
+                         or tmpl.container(KSERVE_LLM_CONTAINER))
             if container is not None and tmpl.role != "worker":
                 return container
     return {}

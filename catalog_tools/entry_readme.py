@@ -12,7 +12,7 @@ import jinja2
 from krm_functions import tables
 from krm_functions.krmfn import KubeObject, yamlio
 from krm_functions.model_source import build as model_build
-from krm_functions.workloads import get_arg, get_env, get_param
+from krm_functions.workloads import KSERVE_LLM_CONTAINER, get_arg, get_env, get_param
 
 from .catalog import Entry, memory_fit
 from .conformance.check import Rendered, caveats
@@ -217,10 +217,41 @@ def llmd_facts(entry: Entry, root: Path = ROOT) -> dict:
     }
 
 
+def kserve_llm_facts(entry: Entry, root: Path = ROOT) -> dict:
+    objs = [KubeObject(d) for d in render(root / entry.path)]
+    llmisvc = next(o for o in objs if o.kind == "LLMInferenceService")
+    server_row, model_row = tables.server(entry.server), tables.model(entry.model)
+    provider = tables.provider(entry.provider)
+    accel_row = tables.accelerator(entry.provider, entry.accelerator["accelerator"])
+    count = entry.accelerator["count"]
+    roles = []
+    for tmpl in llmisvc.pod_templates():
+        main = tmpl.container(KSERVE_LLM_CONTAINER)
+        roles.append({"name": tmpl.role or ("decode" if llmisvc.get("spec", "prefill", default=None) else "server"),
+                      "replicas": tmpl.meta.get("replicas", 1), "tensor": (tmpl.meta.get("parallelism") or {}).get("tensor", 1),
+                      "accelerator": f"{count} x {accel_row['device']}",
+                      "cpu": main["resources"]["requests"]["cpu"], "memory": main["resources"]["requests"]["memory"]})
+    main = llmisvc.pod_templates()[0].container(KSERVE_LLM_CONTAINER)
+    machine = accel_row["machines"][count]
+    verify_path, verify_body = _verify(server_row, llmisvc.get("spec", "model", "name"))
+    return {
+        "entry": entry, "server": server_row, "model": model_row, "provider": provider, "name": llmisvc.name,
+        "uri": llmisvc.get("spec", "model", "uri"), "served": llmisvc.get("spec", "model", "name"),
+        "context": _env(main, "MAX_MODEL_LEN"), "memory_fit": _memory_text(entry, root),
+        "model_flags": (server_row.get("modelFlags") or {}).get(model_row.get("family"), []),
+        "roles": roles, "prefill": len(roles) > 1, "machine": machine,
+        "node_pool": _node_pool(provider, accel_row, machine, sum(r["replicas"] for r in roles), count),
+        "service_account": llmisvc.get("spec", "template", "serviceAccountName"),
+        "verify_path": verify_path, "verify_body": verify_body,
+    }
+
+
 def readme(entry: Entry, root: Path = ROOT) -> str:
     common = {"about": about(entry, root), "caveats": caveats(Rendered(str(entry.path), render(root / entry.path)))}
     if entry.crd == "modelservice":
         return TEMPLATES.get_template("llmd-entry-README.md.j2").render(**llmd_facts(entry, root), **common)
+    if entry.crd == "llminferenceservice":
+        return TEMPLATES.get_template("kserve-llm-entry-README.md.j2").render(**kserve_llm_facts(entry, root), **common)
     if entry.crd == "inferenceservice":
         return TEMPLATES.get_template("kserve-entry-README.md.j2").render(**kserve_facts(entry, root), **common)
     return TEMPLATES.get_template("entry-README.md.j2").render(**facts(entry, root), **common)

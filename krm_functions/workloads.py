@@ -14,6 +14,8 @@ from . import tables
 from .krmfn import Context, FunctionError, KubeObject, PodTemplate
 
 BATCH_KINDS = ("Job", "CronJob")
+# The server container of KServe's LLMInferenceService templates (kserve-config-llm-template).
+KSERVE_LLM_CONTAINER = "main"
 # llm-d's role of a pod (decode, prefill), on the pods ModelService generates.
 LLM_D_ROLE_LABEL = "llm-d.ai/role"
 
@@ -66,9 +68,11 @@ def targets(ctx: Context, spec: dict) -> list[ServerTarget]:
             if not server_name and not wanted:
                 continue
             if not server_name:
-                raise FunctionError.at(obj, f"{tmpl.path}.metadata.labels", f"no {tables.SERVER_LABEL} label; set spec.server")
-            server = tables.server(server_name, obj, f"{tmpl.path}.metadata.labels.{tables.SERVER_LABEL}")
-            names = [spec["container"]] if spec.get("container") else [server["containerName"], "kserve-container"]
+                raise FunctionError.at(obj, f"{tmpl.labels_path}", f"no {tables.SERVER_LABEL} label; set spec.server")
+            server = tables.server(server_name, obj, f"{tmpl.labels_path}.{tables.SERVER_LABEL}")
+            names = ([spec["container"]] if spec.get("container") else
+                     [KSERVE_LLM_CONTAINER] if obj.kind == "LLMInferenceService" else
+                     [server["containerName"], "kserve-container"])
             container = next((c for c in (tmpl.container(n) for n in names) if c is not None), None)
             if container is None:
                 raise FunctionError.at(obj, f"{tmpl.spec_path}.containers",
@@ -80,7 +84,8 @@ def targets(ctx: Context, spec: dict) -> list[ServerTarget]:
         what = f"{wanted.get('kind', 'workload')}/{wanted['name']}" if wanted.get("name") else "workload"
         raise FunctionError.at(None, "spec.workload",
                                f"no server {what} found: expected a Deployment, StatefulSet, LeaderWorkerSet, "
-                               f"InferenceService or ServingRuntime whose pods carry {tables.SERVER_LABEL}")
+                               f"InferenceService, LLMInferenceService or ServingRuntime whose pods carry "
+                               f"{tables.SERVER_LABEL}")
     return found
 
 

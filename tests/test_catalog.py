@@ -62,6 +62,9 @@ def test_entry_is_complete(entry, docker_image):
     if entry.crd == "inferenceservice":  # KServe makes the Service, the scaler and the download
         assert {"InferenceService", "ServingRuntime", "PodMonitor"} <= kinds
         return
+    if entry.crd == "llminferenceservice":  # KServe makes the Deployments, routing and the download
+        assert {"LLMInferenceService", "ServiceAccount"} <= kinds
+        return
     if entry.crd == "modelservice":
         assert {"InferencePool", "HTTPRoute", "Role", "RoleBinding", "ServiceAccount"} <= kinds
     assert {"Service", "HorizontalPodAutoscaler"} <= kinds

@@ -156,6 +156,9 @@ def command_lines(entry: str, docs: Iterable[dict]) -> list[CommandLine]:
         if obj.kind == "InferenceService":
             lines += _kserve_lines(entry, obj, runtimes, images)
             continue
+        if obj.kind == "LLMInferenceService":
+            lines += _kserve_llm_lines(entry, obj, images)
+            continue
         for tmpl in obj.pod_templates():
             indexes = [1] if tmpl.role == "worker" else [0]
             for c in (tmpl.spec.get("initContainers") or []) + (tmpl.spec.get("containers") or []):
@@ -181,6 +184,32 @@ def _kserve_lines(entry: str, isvc: KubeObject, runtimes: dict, images: dict) ->
         merged = _merge_kserve(c, model) if c.get("name") == "kserve-container" else c
         where = f"InferenceService/{isvc.name} with {runtime.kind}/{runtime.name} container {c.get('name')}"
         lines.append(_line(entry, where, server, binary, merged, {}, kserve_name=isvc.name))
+    return lines
+
+
+def _kserve_llm_lines(entry: str, obj: KubeObject, images: dict) -> list[CommandLine]:
+    """The `main` containers of an LLMInferenceService as KServe's well-known configs run
+    them (releases.yaml `kserve.llmInferenceService`): its words, then VLLM_ADDITIONAL_ARGS
+    and the container's args, split again as the script's `eval` splits them."""
+    config = releases()["kserve"]["llmInferenceService"]
+    lines = []
+    prefill = obj.get("spec", "prefill", default=None) is not None
+    for tmpl in obj.pod_templates():
+        main = tmpl.container(config["container"])
+        if main is None or main.get("image") not in images:
+            continue
+        server, binary = images[main["image"]]
+        role = tmpl.role or ("decode" if prefill else "single")
+        words = [w.format(name=obj.get("spec", "model", "name", default=""), namespace=obj.namespace or "default")
+                 for w in config["roles"][role]]
+        tensor = (tmpl.meta.get("parallelism") or {}).get("tensor")
+        if tensor:
+            words += [config["tensor"], str(tensor)]
+        env = container_env(main, {})
+        args = [expand(str(w), env) for w in main.get("args") or []]
+        text = " ".join([*(shlex.quote(w) for w in words), env.get("VLLM_ADDITIONAL_ARGS", ""), *args])
+        where = f"LLMInferenceService/{obj.name} {tmpl.spec_path} container {main.get('name')}"
+        lines.append(CommandLine(entry, where, server, binary, str(main["image"]), shlex.split(text)))
     return lines
 
 

@@ -169,10 +169,14 @@ def _inject(target: ServerTarget, spec: dict, provider: dict, accel: dict, per_p
     # A model build on the server's accelerators takes the same extended resources (not a DRA claim).
     facts.setdefault("accelerators", {})[target_key(target)] = {"tensor": tensor,
                                                                 "devices": {} if dra else {resource: per_pod}}
-    if pipeline > 1:
-        set_param(container, "pipeline", pipeline, parallel["pipeline"])
-    if "tensor" in parallel:
-        set_param(container, "tensor", tensor, parallel["tensor"])
+    if target.obj.kind == "LLMInferenceService":
+        # KServe's templates pass spec(.prefill).parallelism.tensor as --tensor-parallel-size.
+        tmpl.meta.setdefault("parallelism", {})["tensor"] = tensor
+    else:
+        if pipeline > 1:
+            set_param(container, "pipeline", pipeline, parallel["pipeline"])
+        if "tensor" in parallel:
+            set_param(container, "tensor", tensor, parallel["tensor"])
     _add_shm(tmpl, container, spec)
     return None if target.template.role == "worker" else _check_memory(target, accel, tensor, pipeline,
                                                                          facts.get("contextLength"))

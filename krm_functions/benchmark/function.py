@@ -85,21 +85,24 @@ def transform(ctx: Context, spec: dict) -> None:
     found = [t for t in targets(ctx, spec) if t.template.role != "worker"]  # an LWS group serves from its leader
     for target in found:
         if target.server_name not in tool["clients"]:
-            raise FunctionError.at(target.obj, f"{target.template.path}.metadata.labels.{tables.SERVER_LABEL}",
+            raise FunctionError.at(target.obj, f"{target.template.labels_path}.{tables.SERVER_LABEL}",
                                    f"{spec['tool']} has no client for server {target.server_name} "
                                    f"(its clients: {', '.join(tool['clients'])})", current=target.server_name)
-    if routes:  # one Gateway in front of every role: one benchmark, sized by the decode pods
+    # KServe's LLMInferenceService makes its own HTTPRoute (spec.router.route).
+    routed = routes or [t.obj for t in found if t.obj.kind == "LLMInferenceService"
+                        and t.obj.get("spec", "router", "route", default=None) is not None]
+    if routed:  # one Gateway in front of every role: one benchmark, sized by the decode pods
         if not spec.get("url"):
-            raise FunctionError.at(None, "spec.url", f"HTTPRoute/{routes[0].name} routes to the server through a "
+            raise FunctionError.at(None, "spec.url", f"{routed[0].kind}/{routed[0].name} routes to the server through a "
                                    "Gateway: set spec.url to the Gateway's address (make benchmark ... URL=http://ADDRESS)")
-        decode = [t for t in found if t.template.labels.get(LLM_D_ROLE_LABEL) != "prefill"] or found
-        plans = [(decode[0], spec["url"], f"{routes[0].name}-benchmark")]
+        decode = [t for t in found if "prefill" not in (t.template.labels.get(LLM_D_ROLE_LABEL), t.template.role)] or found
+        plans = [(decode[0], spec["url"], f"{routed[0].name}-benchmark")]
     else:
         plans = [(t, spec.get("url") or _service_url(ctx, t), f"{t.obj.name}-benchmark") for t in found]
     for target, url, name in plans:
         model_row = tables.table("models").get(target.model_name or "")
         if model_row is None:
-            raise FunctionError.at(target.obj, f"{target.template.path}.metadata.labels.{tables.MODEL_LABEL}",
+            raise FunctionError.at(target.obj, f"{target.template.labels_path}.{tables.MODEL_LABEL}",
                                    "no models table row: the benchmark needs the model's tokenizer and context")
         profile = load_profile(tool["profile"], _context(target, model_row),
                                ctx.facts.get("fits", {}).get(target_key(target)), spec.get("concurrency"))

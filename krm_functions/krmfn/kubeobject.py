@@ -164,6 +164,7 @@ class PodTemplate:
     spec: dict
     role: Optional[str] = None
     model: Optional[dict] = None
+    pod_path: Optional[str] = None  # where the pod spec is, when not at path or path.spec
 
     @property
     def labels(self) -> dict:
@@ -208,7 +209,14 @@ class PodTemplate:
 
     @property
     def spec_path(self) -> str:
+        if self.pod_path:
+            return self.pod_path
         return self.path if self.meta is self.spec else f"{self.path}.spec"
+
+    @property
+    def labels_path(self) -> str:
+        """Where the pods' labels are: path.metadata.labels, or path.labels beside an inline spec."""
+        return f"{self.path}.labels" if self.meta is self.spec or self.pod_path else f"{self.path}.metadata.labels"
 
     def list_field(self, name: str) -> list:
         if not isinstance(self.spec.get(name), list):
@@ -228,6 +236,13 @@ def _template(owner: KubeObject, path: str, node: Any, role: Optional[str] = Non
         if not isinstance(node.get("spec"), dict):
             node["spec"] = {}
         yield PodTemplate(owner, path, node["metadata"], node["spec"], role)
+
+
+def _pod_spec(owner: KubeObject, path: str, parent: dict, field: str, role: Optional[str] = None) -> Iterator[PodTemplate]:
+    """A bare PodSpec at parent[field] whose labels and annotations are the parent's own."""
+    node = parent.get(field)
+    if isinstance(node, dict):
+        yield PodTemplate(owner, path, parent, node, role, pod_path=f"{path}.{field}")
 
 
 def _inline(owner: KubeObject, path: str, node: Any, role: Optional[str] = None, model: Any = None) -> Iterator[PodTemplate]:
@@ -258,6 +273,13 @@ def _pod_templates(obj: KubeObject) -> Iterator[PodTemplate]:
             yield from _inline(obj, "spec.predictor", predictor, "leader" if predictor.get("workerSpec") else None,
                                predictor.get("model"))
             yield from _inline(obj, "spec.predictor.workerSpec", predictor.get("workerSpec"), "worker")
+    elif kind == "LLMInferenceService" and group == "serving.kserve.io":
+        # PodSpecs whose pods' labels sit beside them (spec.labels, spec.prefill.labels).
+        # Multi-node workers (spec.worker) are not among the catalog's targets yet.
+        yield from _pod_spec(obj, "spec", spec, "template")
+        prefill = spec.get("prefill")
+        if isinstance(prefill, dict):
+            yield from _pod_spec(obj, "spec.prefill", prefill, "template", "prefill")
     elif kind in ("ServingRuntime", "ClusterServingRuntime") and group == "serving.kserve.io":
         yield from _inline(obj, "spec", spec, "leader" if spec.get("workerSpec") else None)
         yield from _inline(obj, "spec.workerSpec", spec.get("workerSpec"), "worker")

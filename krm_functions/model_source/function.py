@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .. import pod_security, tables
-from ..krmfn import Context, Function, FunctionError, KubeObject, PodTemplate
+from ..krmfn import Context, Function, FunctionError, KubeObject
 from . import build as model_build
 from ..sources import SCHEMES, Source, parse_uri
 from ..workloads import TARGET_SCHEMA, ServerTarget, add_flags, add_mount, add_volume, get_env, hf_token_file, set_env, targets
@@ -129,7 +129,7 @@ def transform(ctx: Context, spec: dict) -> None:
         plan = _plan(target, spec, config_source, config_row)
         previous = plans.setdefault(id(target.obj), plan)
         if previous is not plan and previous.source.uri != plan.source.uri:
-            raise FunctionError.at(target.obj, f"{_labels_path(target.template)}.{tables.MODEL_LABEL}",
+            raise FunctionError.at(target.obj, f"{target.template.labels_path}.{tables.MODEL_LABEL}",
                                    f"the pod templates of one workload name different models "
                                    f"({previous.source.uri}, {plan.source.uri}); set spec.uri")
         previous.targets.append(target)
@@ -153,6 +153,9 @@ def apply_plan(ctx: Context, plan: Plan, spec: dict) -> str:
     if obj.kind == "InferenceService":
         _kserve_storage(ctx, plan, spec)
         return "/mnt/models"
+    if obj.kind == "LLMInferenceService":
+        _kserve_llm_storage(ctx, plan, spec)
+        return "/mnt/models"
     local_path = _mount_source(plan, spec)
     if plan.source.scheme == "hf":
         claim, job = _generate(ctx, plan, spec)
@@ -167,7 +170,7 @@ def apply_plan(ctx: Context, plan: Plan, spec: dict) -> str:
 def _plan(target: ServerTarget, spec: dict, source: Optional[Source], row: Optional[dict]) -> Plan:
     """The source and model of one server pod template."""
     obj, tmpl = target.obj, target.template
-    label_path = f"{_labels_path(tmpl)}.{tables.MODEL_LABEL}"
+    label_path = f"{tmpl.labels_path}.{tables.MODEL_LABEL}"
     name = spec.get("model") or target.model_name
     if row is None and name:
         # The pods' label is read only when the table is needed: for the uri or the volume size.
@@ -180,10 +183,6 @@ def _plan(target: ServerTarget, spec: dict, source: Optional[Source], row: Optio
                                    f"set spec.uri (or spec.model) to say which weights to load")
         source = parse_uri(f"hf://{row['hfId']}")
     return Plan(source, name, row)
-
-
-def _labels_path(tmpl: PodTemplate) -> str:
-    return f"{tmpl.path}.labels" if tmpl.meta is tmpl.spec else f"{tmpl.path}.metadata.labels"
 
 
 def _served_name(plan: Plan) -> str:
@@ -231,12 +230,7 @@ def _mount_source(plan: Plan, spec: dict) -> str:
         set_env(target.container, "SERVED_MODEL_NAME", served)
         if source.scheme in ("hf", "pvc"):
             set_env(target.container, "HF_HUB_OFFLINE", "1")
-        # spec.contextLength, else the entry's own, else the models table's.
-        context_env = target.server.get("contextLengthEnv")
-        if context_env and spec.get("contextLength"):
-            set_env(target.container, context_env, str(spec["contextLength"]))
-        elif context_env and plan.model_row and get_env(target.container, context_env) is None:
-            set_env(target.container, context_env, str(plan.model_row["maxModelLen"]))
+        _set_context(target.container, target, spec, plan)
         if target.template.role != "worker":  # workers of a group serve no API
             add_flags(target.container, model_flags(target, plan.model_row))
     return local_path
@@ -269,13 +263,47 @@ def _kserve_storage(ctx: Context, plan: Plan, spec: dict) -> None:
                  "metadata": _metadata(obj, account, _labels(plan, "model-storage", server_label=False)),
                  "secrets": [{"name": secret}]})
         obj.set(account, "spec", "predictor", "serviceAccountName")
-    context_env = target.server.get("contextLengthEnv")
-    if context_env and spec.get("contextLength"):
-        set_env(model, context_env, str(spec["contextLength"]))
-    elif context_env and plan.model_row and get_env(model, context_env) is None:
-        set_env(model, context_env, str(plan.model_row["maxModelLen"]))
+    _set_context(model, target, spec, plan)
     add_flags(model, model_flags(target, plan.model_row))  # KServe appends them to the runtime's args
     ctx.info(f"InferenceService/{obj.name}: KServe loads {uri} into /mnt/models", obj)
+
+
+def _set_context(container: dict, target: ServerTarget, spec: dict, plan: Plan) -> None:
+    """The context length: spec.contextLength, else the entry's own, else the models table's."""
+    context_env = target.server.get("contextLengthEnv")
+    if context_env and spec.get("contextLength"):
+        set_env(container, context_env, str(spec["contextLength"]))
+    elif context_env and plan.model_row and get_env(container, context_env) is None:
+        set_env(container, context_env, str(plan.model_row["maxModelLen"]))
+
+
+def _kserve_llm_storage(ctx: Context, plan: Plan, spec: dict) -> None:
+    """An LLMInferenceService names its model (spec.model: uri, and the name vLLM serves it
+    as); KServe's storage initializer downloads the uri into /mnt/models of every pod, reading
+    hf:// credentials from the Secrets of the pods' ServiceAccount, as for an InferenceService."""
+    obj, source = plan.targets[0].obj, plan.source
+    if "storage" in spec:
+        raise FunctionError.at(None, "spec.storage", f"LLMInferenceService/{obj.name}: KServe downloads into "
+                               "its own volume; spec.storage applies to workloads that mount a claim")
+    uri = source.uri + (f":{spec['revision']}" if spec.get("revision") else "")
+    model = obj.get("spec", "model", default=None)
+    if not isinstance(model, dict):
+        model = {}
+        obj.set(model, "spec", "model")
+    model["uri"] = uri
+    model["name"] = _served_name(plan)
+    account = None
+    if source.scheme == "hf":
+        account = f"{obj.name}-model-storage"
+        secret = (spec.get("hfTokenSecret") or {}).get("name", "hf-token")
+        ctx.add({"apiVersion": "v1", "kind": "ServiceAccount",
+                 "metadata": _metadata(obj, account, _labels(plan, "model-storage", server_label=False)),
+                 "secrets": [{"name": secret}]})
+    for target in plan.targets:
+        if account:
+            target.template.spec["serviceAccountName"] = account
+        _set_context(target.container, target, spec, plan)
+    ctx.info(f"LLMInferenceService/{obj.name}: KServe loads {uri} into /mnt/models, served as {model['name']}", obj)
 
 
 def _claim_name(plan: Plan) -> str:
