@@ -214,7 +214,15 @@ def llmd_facts(entry: Entry, root: Path = ROOT) -> dict:
         "epp": pool.get("spec", "endpointPickerRef", "name"), "route": by_kind["HTTPRoute"].name,
         "metric": hpa.get("spec", "metrics", 0, "pods", "metric", "name") if hpa else "",
         "backend_policies": [o for o in objs if o.group == "networking.gke.io"],
+        "adapters": [a["name"] for a in spec["modelArtifacts"].get("adapters") or []],
+        "adapter_rows": _adapter_rows(spec["modelArtifacts"].get("adapters") or [], entry.model),
     }
+
+
+def _adapter_rows(items: list, model: str) -> list[dict]:
+    """Each adapter's name and uri (the models table's where the entry names only the adapter)."""
+    known = tables.table("models").get(model, {}).get("adapters") or {}
+    return [{"name": a["name"], "uri": a.get("uri") or known.get(a["name"], {}).get("uri", "")} for a in items]
 
 
 def kserve_llm_facts(entry: Entry, root: Path = ROOT) -> dict:

@@ -11,7 +11,7 @@ from catalog_tools.catalog import entries
 from catalog_tools.conformance import benchmarks as conformance
 from catalog_tools.render import ROOT, RenderError
 from krm_functions import memory, pod_security, tables
-from krm_functions.benchmark.function import load_profile
+from krm_functions.benchmark.function import even_splits, load_profile
 from krm_functions.krmfn import KubeObject, yamlio
 
 ENTRIES = entries()
@@ -96,3 +96,10 @@ def test_catalog_md_has_the_benchmark_column():
     for e in ENTRIES:
         row = next(line for line in text.splitlines() if f"[{e.path}]" in line)
         assert benchmark.status(e.server, e.crd)[1] in row
+
+
+def test_lora_traffic_splits_sum_to_exactly_one():
+    """inference-perf 0.7.0 compares the splits' sum to 1.0 with ==."""
+    for count in range(1, 100):
+        splits = even_splits(count)
+        assert len(splits) == count and sum(splits) == 1.0 and min(splits) > 0

@@ -55,6 +55,8 @@ REJECTED = [
     ("vllm", ["vllm", "serve", "/models/m", "--distributed-executor-backend=ray", "--pipeline-parallel-size=2"],
      "Failed to import Ray"),
     ("vllm", ["vllm", "serve", "/models/m", "--max-model-len=$(MAX_MODEL_LEN)"], "--max-model-len"),
+    ("vllm", ["vllm", "serve", "/models/m", "--enable-lora", "--max-lora-rank=7"], "--max-lora-rank"),
+    ("vllm", ["vllm", "serve", "/models/m", "--enable-lora", "--lora-modules", '{"name": "a"}'], "--lora-modules"),
     ("vllm-tpu", ["vllm", "serve", "/models/m", "--disable-log-requests"], "unrecognized arguments"),
     ("sglang", ["python3", "-m", "sglang.launch_server", "--model-path=/m", "--bogus"], "unrecognized arguments: --bogus"),
     ("sglang", ["python3", "-m", "sglang.launch_server", "--model-path=/m", "--tp-size=two"], "invalid int value"),
@@ -352,3 +354,18 @@ def test_an_entry_readme_names_what_was_not_read_in_its_release(rendered):
             listed += 1
             assert line in readme, f"{r.entry}: README does not say {line[:60]}"
     assert listed
+
+
+def test_lora_ranks_are_the_releases():
+    """The servers table's vLLM `lora.ranks` are the values 0.31.0's LoRAConfig accepts
+    (MaxLoRARanks in vllm/config/lora.py), and its flags are the release's."""
+    import re as _re
+
+    env = envs.server_envs()["vllm"]
+    source = (env.site_packages() / "vllm" / "config" / "lora.py").read_text()
+    literal = _re.search(r"MaxLoRARanks = Literal\[([0-9, ]+)\]", source).group(1)
+    lora = tables.server("vllm")["lora"]
+    assert lora["ranks"] == [int(v) for v in literal.split(",")]
+    argv = ["vllm", "serve", "/models/m", lora["enable"], f"{lora['maxLoras']}=2", f"{lora['maxRank']}=16",
+            lora["modules"], "a=/adapters/a", "b=/adapters/b"]
+    assert env.run([argv]) == [{"ok": True, "error": "", "deprecated": []}]

@@ -65,12 +65,21 @@ def base_image() -> str:
 
 
 def run_job(job: KubeObject, scratch: Path) -> tuple[Optional[str], dict[str, Path]]:
-    """Run the Job's container on `scratch`; (error or None, claim -> its scratch directory)."""
+    """Run the Job's containers on `scratch`, one after the other (a model and its LoRA
+    adapters download in containers of one pod); (the first error or None, claim -> its
+    scratch directory)."""
     [tmpl] = job.pod_templates()
-    [container] = tmpl.spec["containers"]
+    claims: dict[str, Path] = {}
+    for container in tmpl.spec["containers"]:
+        error = _run_container(tmpl, container, scratch, claims)
+        if error:
+            return f"container {container.get('name')} {error}", claims
+    return None, claims
+
+
+def _run_container(tmpl, container: dict, scratch: Path, claims: dict[str, Path]) -> Optional[str]:
     env = container_env(container, {})
     argv = [expand(str(w), env) for w in (container.get("command") or []) + (container.get("args") or [])]
-    claims = {}
     # As the pod runs it: its UID and GID, its read-only root, only its emptyDirs writable.
     ctx = {**(tmpl.spec.get("securityContext") or {}), **(container.get("securityContext") or {})}
     command = ["docker", "run", "--rm", "--network", "none",
@@ -87,14 +96,15 @@ def run_job(job: KubeObject, scratch: Path) -> tuple[Optional[str], dict[str, Pa
     for name, value in env.items():
         command += ["-e", f"{name}={value}"]
     for claim, mount in _claim_mounts(tmpl, container).items():
-        claims[claim] = scratch / claim
-        claims[claim].mkdir(mode=0o777)
-        claims[claim].chmod(0o777)
+        if claim not in claims:
+            claims[claim] = scratch / claim
+            claims[claim].mkdir(mode=0o777)
+            claims[claim].chmod(0o777)
         command += ["-v", f"{claims[claim]}:{mount}"]
     proc = subprocess.run([*command, base_image(), *argv], capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
-        return f"exits {proc.returncode}: {proc.stderr.strip()[-800:]}", claims
-    return None, claims
+        return f"exits {proc.returncode}: {proc.stderr.strip()[-800:]}"
+    return None
 
 
 def check_entry(entry: str, docs: list[dict]) -> list[str]:

@@ -150,21 +150,46 @@ def tool_config(tool: dict, client: str, url: str, target: ServerTarget, model_r
         storage["google_cloud_storage"] = {"bucket_name": results["gcsBucket"], "path": f"{target.obj.name}/{{timestamp}}"}
     if results.get("s3Bucket"):
         storage["simple_storage_service"] = {"bucket_name": results["s3Bucket"], "path": f"{target.obj.name}/{{timestamp}}"}
+    load: dict = {"type": "concurrent", "num_workers": workers,
+                  "worker_max_concurrency": max(1, math.ceil(max(profile["levels"]) / workers)),
+                  "stages": [{"num_requests": n, "concurrency_level": c}
+                             for n, c in zip(profile["requests"], profile["levels"])]}
+    adapters = served_adapters(target)
+    if adapters:  # requests spread evenly over the LoRA adapters the server serves
+        load["lora_traffic_split"] = [{"name": n, "split": split} for n, split in zip(adapters, even_splits(len(adapters)))]
     return {
         "api": {"type": tool["api"]["type"], "streaming": True},  # streaming: time to first token
         "data": {"type": "random",
                  "input_distribution": {**profile["input"], "total_count": total},
                  "output_distribution": {**profile["output"], "total_count": total}},
-        "load": {"type": "concurrent", "num_workers": workers,
-                 "worker_max_concurrency": max(1, math.ceil(max(profile["levels"]) / workers)),
-                 "stages": [{"num_requests": n, "concurrency_level": c}
-                            for n, c in zip(profile["requests"], profile["levels"])]},
+        "load": load,
         "server": {"type": client, "model_name": _served_name(target, model_row), "base_url": url,
                    "ignore_eos": True},
         "tokenizer": {"pretrained_model_name_or_path": model_row["hfId"]},
         "report": {"request_lifecycle": {"summary": True, "per_stage": True, "per_request": False}},
         "storage": storage,
     }
+
+
+def even_splits(count: int) -> list[float]:
+    """`count` equal shares whose float sum is exactly 1.0, as the release checks (==): the
+    last takes the rest."""
+    splits = [1 / count] * (count - 1)
+    return splits + [1.0 - sum(splits)]
+
+
+def served_adapters(target: ServerTarget) -> list[str]:
+    """The LoRA adapters the server container lists (servers table `lora.modules` NAME=PATH words)."""
+    lora = target.server.get("lora")
+    args = [str(a) for a in target.container.get("args") or []]
+    if not lora or lora["modules"] not in args:
+        return []
+    names = []
+    for word in args[args.index(lora["modules"]) + 1:]:
+        if word.startswith("--"):
+            break
+        names.append(word.split("=", 1)[0])
+    return names
 
 
 def _served_name(target: ServerTarget, model_row: dict) -> str:

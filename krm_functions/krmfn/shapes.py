@@ -48,6 +48,12 @@ KSERVE_POD = {"type": "object", "properties": {**POD_SPEC_FIELDS, "labels": _STR
                                                 "workerSpec": {"type": "object", "properties": POD_SPEC_FIELDS},
                                                 "minReplicas": _COUNT, "maxReplicas": _COUNT}}
 
+# KServe's LLMInferenceService: bare pod specs, their pods' labels beside them.
+LLM_WORKLOAD = {"labels": _STRING_MAP, "annotations": _STRING_MAP, "replicas": _COUNT, "template": POD_SPEC,
+                "parallelism": {"type": "object", "properties": {"tensor": _COUNT}}}
+LLM_SPEC = {"type": "object", "properties": {**LLM_WORKLOAD, "model": {"type": "object", "properties": {
+    "uri": _STRING, "name": _STRING}}, "prefill": {"type": "object", "properties": LLM_WORKLOAD}}}
+
 
 SELECTOR = {"type": "object", "properties": {"matchLabels": _STRING_MAP, "matchExpressions": _OBJECTS}}
 
@@ -68,6 +74,7 @@ BY_KIND = {
         "replicas": _COUNT, "leaderWorkerTemplate": {"type": "object", "properties": {
             "size": {"type": "integer", "minimum": 1}, "leaderTemplate": TEMPLATE, "workerTemplate": TEMPLATE}}}}),
     ("serving.kserve.io", "InferenceService"): _item({"type": "object", "properties": {"predictor": KSERVE_POD}}),
+    ("serving.kserve.io", "LLMInferenceService"): _item(LLM_SPEC),
     ("serving.kserve.io", "ServingRuntime"): _item(KSERVE_POD),
     ("serving.kserve.io", "ClusterServingRuntime"): _item(KSERVE_POD),
 }

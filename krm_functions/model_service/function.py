@@ -15,7 +15,7 @@ import math
 import re
 from typing import Optional
 
-from .. import tables
+from .. import lora, tables
 from ..krmfn import Context, Function, FunctionError, KubeObject
 from ..krmfn import shapes
 from ..krmfn.results import ERROR, Field, Result
@@ -99,6 +99,7 @@ SPEC_SCHEMA = {
                                    "description": "Secret with the Hugging Face token (key `token`)."},
                 "size": {"type": "string", "description": "Weights volume size; default from the models table."},
                 "storageClassName": {"type": "string"},
+                "adapters": lora.SCHEMA,
             },
         },
         "accelerator": _ACCELERATOR,
@@ -304,6 +305,8 @@ def _load_model(ctx: Context, spec: dict, source: Source, name: str, roles: list
                                                                          SERVING_LABEL: "true"}}}
     if source.scheme == "hf":
         ms_spec.update(storage=storage, hfTokenSecret={"name": artifacts["authSecretName"]})
+    if artifacts.get("adapters"):
+        ms_spec["adapters"] = artifacts["adapters"]
     if model_name:  # the models table row: context length, volume size, memory fit
         ms_spec["model"] = model_name
     if source.scheme == "hf" and model_name is None and "size" not in storage:

@@ -45,6 +45,8 @@ def variables(name: str, namespace: str, spec: dict, model_path: str, mounted_mo
         "http_route_name": name,
         "gateway_refs": routing["gatewayRefs"],
         "ports": ports,
+        # LoRA adapters the pool serves besides the model (their names, as clients send them).
+        "adapters": [a["name"] for a in spec["modelArtifacts"].get("adapters") or []],
     }
 
 

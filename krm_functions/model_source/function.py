@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .. import pod_security, tables
+from .. import lora, pod_security, tables
 from ..krmfn import Context, Function, FunctionError, KubeObject
-from . import build as model_build
 from ..sources import SCHEMES, Source, parse_uri
+from . import build as model_build
 from ..workloads import TARGET_SCHEMA, ServerTarget, add_flags, add_mount, add_volume, get_env, hf_token_file, set_env, targets
 
 PREREQUISITE_LABEL = "prerequisite"
@@ -77,6 +77,7 @@ SPEC_SCHEMA = {
                                        "initializer reads, so one Secret serves every entry of a namespace."},
             },
         },
+        "adapters": lora.SCHEMA,
         "mountPath": {"type": "string", "default": "/models",
                       "description": "Absolute path where the server container mounts the weights (read-only)."},
         **TARGET_SCHEMA,
@@ -95,6 +96,7 @@ class Plan:
     model_row: Optional[dict]
     targets: list[ServerTarget] = field(default_factory=list)
     name: str = ""  # base of the generated objects' names; default: the workload's
+    adapters: list = field(default_factory=list)  # LoRA adapters (lora.Adapter)
 
     @property
     def base_name(self) -> str:
@@ -150,6 +152,11 @@ def apply_plan(ctx: Context, plan: Plan, spec: dict) -> str:
     """Load one source's weights for the plan's server containers; the local model path.
     Also the entry point for generators that own several workloads of one model (llm-d)."""
     obj = plan.targets[0].obj
+    if spec.get("adapters"):
+        if obj.kind in ("InferenceService", "LLMInferenceService"):
+            raise FunctionError.at(None, "spec.adapters", f"{obj.kind}/{obj.name}: LoRA adapters are served here "
+                                   "from Deployments, LeaderWorkerSets and llm-d ModelServices")
+        plan.adapters = lora.resolve(spec["adapters"], plan.model_row, plan.model_name)
     if obj.kind == "InferenceService":
         _kserve_storage(ctx, plan, spec)
         return "/mnt/models"
@@ -157,6 +164,12 @@ def apply_plan(ctx: Context, plan: Plan, spec: dict) -> str:
         _kserve_llm_storage(ctx, plan, spec)
         return "/mnt/models"
     local_path = _mount_source(plan, spec)
+    if plan.adapters:
+        for target in plan.targets:
+            if target.template.role != "worker":
+                lora.serve(target, plan.adapters, spec["mountPath"] if plan.source.scheme == "hf" else None)
+        served = ", ".join(f"{a.name} ({a.source.uri})" for a in plan.adapters)
+        ctx.info(f"{obj.kind}/{obj.name}: LoRA adapters {served}", obj)
     if plan.source.scheme == "hf":
         claim, job = _generate(ctx, plan, spec)
         what = "downloaded and built" if "modelBuild" in plan.targets[0].server else "downloaded"
@@ -383,8 +396,12 @@ def _generate(ctx: Context, plan: Plan, spec: dict) -> tuple[str, str]:
         job, component = f"{plan.base_name}-build", "model-build"
     else:
         env, mounts, volumes = hf_token_file(hf_token)
-        container = _download_container(target, source, spec.get("revision"), env, mounts)
-        pod = {"restartPolicy": "OnFailure", "containers": [container], "volumes": [weights, *volumes]}
+        containers = [_download_container(target, "download", [source.repo, *_download_args(source, spec.get("revision"))],
+                                          env, mounts)]
+        # Each hf:// adapter beside the model, in a container of the same Job.
+        containers += [_download_container(target, f"download-{i}", lora.download_args(a, JOB_MOUNT), env, mounts)
+                       for i, a in enumerate(plan.adapters) if a.source.scheme == "hf"]
+        pod = {"restartPolicy": "OnFailure", "containers": containers, "volumes": [weights, *volumes]}
         job, component = f"{plan.base_name}-download", "model-download"
     ctx.add({
         "apiVersion": "batch/v1", "kind": "Job",
@@ -403,13 +420,16 @@ def _generate(ctx: Context, plan: Plan, spec: dict) -> tuple[str, str]:
     return claim, job
 
 
-def _download_container(target: ServerTarget, source: Source, revision: Optional[str],
+def _download_args(source: Source, revision: Optional[str]) -> list[str]:
+    """The model's download arguments after its repository: where, and without Meta's original/ weights."""
+    args = ["--local-dir", f"{JOB_MOUNT}/{source.repo}", "--exclude", "original/*"]
+    return args + (["--revision", revision] if revision else [])
+
+
+def _download_container(target: ServerTarget, name: str, args: list[str],
                         token_env: list[dict], token_mounts: list[dict]) -> dict:
-    args = [source.repo, "--local-dir", f"{JOB_MOUNT}/{source.repo}", "--exclude", "original/*"]
-    if revision:
-        args += ["--revision", revision]
     return {
-        "name": "download",
+        "name": name,
         # The server image ships huggingface_hub; pulling it now warms the node. Its CLI is
         # `hf` from huggingface_hub 0.34 on, `huggingface-cli` before (same arguments).
         "image": target.server["image"],
