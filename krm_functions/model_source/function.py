@@ -259,26 +259,36 @@ def model_flags(target: ServerTarget, model_row: Optional[dict]) -> list:
 def _kserve_storage(ctx: Context, plan: Plan, spec: dict) -> None:
     """KServe downloads storageUri into /mnt/models itself (its storage initializer);
     for hf:// it reads HF_TOKEN from the Secrets of the predictor's ServiceAccount."""
-    target, source = plan.targets[0], plan.source
+    target = plan.targets[0]
     obj, model = target.obj, target.obj.get("spec", "predictor", "model")
     if not isinstance(model, dict):
         raise FunctionError.at(obj, "spec.predictor.model", "KServe loads storageUri into the predictor's model; "
                                "this InferenceService has no spec.predictor.model")
-    if "storage" in spec:
-        raise FunctionError.at(None, "spec.storage", f"InferenceService/{obj.name}: KServe downloads into its own "
-                               "volume; spec.storage applies to workloads that mount a claim")
-    uri = source.uri + (f":{spec['revision']}" if spec.get("revision") else "")
+    uri, account = _kserve_download(ctx, plan, spec)
     model["storageUri"] = uri
-    if source.scheme == "hf":
-        account = f"{obj.name}-model-storage"
-        secret = (spec.get("hfTokenSecret") or {}).get("name", "hf-token")
-        ctx.add({"apiVersion": "v1", "kind": "ServiceAccount",
-                 "metadata": _metadata(obj, account, _labels(plan, "model-storage", server_label=False)),
-                 "secrets": [{"name": secret}]})
+    if account:
         obj.set(account, "spec", "predictor", "serviceAccountName")
     _set_context(model, target, spec, plan)
     add_flags(model, model_flags(target, plan.model_row))  # KServe appends them to the runtime's args
     ctx.info(f"InferenceService/{obj.name}: KServe loads {uri} into /mnt/models", obj)
+
+
+def _kserve_download(ctx: Context, plan: Plan, spec: dict) -> tuple[str, Optional[str]]:
+    """What KServe's storage initializer downloads (the uri, with the revision), and for hf://
+    the ServiceAccount whose Secrets hold the token it reads."""
+    obj, source = plan.targets[0].obj, plan.source
+    if "storage" in spec:
+        raise FunctionError.at(None, "spec.storage", f"{obj.kind}/{obj.name}: KServe downloads into its own "
+                               "volume; spec.storage applies to workloads that mount a claim")
+    uri = source.uri + (f":{spec['revision']}" if spec.get("revision") else "")
+    if source.scheme != "hf":
+        return uri, None
+    account = f"{obj.name}-model-storage"
+    secret = (spec.get("hfTokenSecret") or {}).get("name", "hf-token")
+    ctx.add({"apiVersion": "v1", "kind": "ServiceAccount",
+             "metadata": _metadata(obj, account, _labels(plan, "model-storage", server_label=False)),
+             "secrets": [{"name": secret}]})
+    return uri, account
 
 
 def _set_context(container: dict, target: ServerTarget, spec: dict, plan: Plan) -> None:
@@ -294,24 +304,14 @@ def _kserve_llm_storage(ctx: Context, plan: Plan, spec: dict) -> None:
     """An LLMInferenceService names its model (spec.model: uri, and the name vLLM serves it
     as); KServe's storage initializer downloads the uri into /mnt/models of every pod, reading
     hf:// credentials from the Secrets of the pods' ServiceAccount, as for an InferenceService."""
-    obj, source = plan.targets[0].obj, plan.source
-    if "storage" in spec:
-        raise FunctionError.at(None, "spec.storage", f"LLMInferenceService/{obj.name}: KServe downloads into "
-                               "its own volume; spec.storage applies to workloads that mount a claim")
-    uri = source.uri + (f":{spec['revision']}" if spec.get("revision") else "")
+    obj = plan.targets[0].obj
+    uri, account = _kserve_download(ctx, plan, spec)
     model = obj.get("spec", "model", default=None)
     if not isinstance(model, dict):
         model = {}
         obj.set(model, "spec", "model")
     model["uri"] = uri
     model["name"] = _served_name(plan)
-    account = None
-    if source.scheme == "hf":
-        account = f"{obj.name}-model-storage"
-        secret = (spec.get("hfTokenSecret") or {}).get("name", "hf-token")
-        ctx.add({"apiVersion": "v1", "kind": "ServiceAccount",
-                 "metadata": _metadata(obj, account, _labels(plan, "model-storage", server_label=False)),
-                 "secrets": [{"name": secret}]})
     for target in plan.targets:
         if account:
             target.template.spec["serviceAccountName"] = account
