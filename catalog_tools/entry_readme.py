@@ -42,6 +42,8 @@ def _node_pool(provider: dict, accel_row: dict, machine: str, nodes: int, count=
                            topology=topology)
     if "\n" in text:  # a script of its own (a config file and a command)
         return text
+    if accel_row.get("nodePoolFlags"):  # what the device needs of its nodes (AKS AMD GPUs: no NVIDIA driver)
+        text += " " + accel_row["nodePoolFlags"]
     rule = next((r for r in provider.get("capacity") or [] if machine in r["machines"]), None)
     if rule:  # not offered on demand: ask for the capacity it is offered as
         text += " " + rule["flags"]
@@ -131,8 +133,13 @@ def facts(entry: Entry, root: Path = ROOT) -> dict:
                 "selector": ", ".join(f"{k}={v}" for k, v in (hpa.get("spec", "metrics", 0, "pods", "metric",
                                                                       "selector", "matchLabels") or {}).items()),
                 "target": hpa.get("spec", "metrics", 0, "pods", "target", "averageValue")},
-        "scrape": scrape,
+        "scrape": scrape, "gpu_setup": _gpu_setup(provider, accel_row),
     }
+
+
+def _gpu_setup(provider: dict, accel_row: dict) -> str:
+    """What the nodes need for the device: the accelerator row's own setup, else the provider's."""
+    return accel_row.get("setup") or provider.get("gpuSetup", "") if accel_row["type"] == "gpu" else ""
 
 
 def kserve_facts(entry: Entry, root: Path = ROOT) -> dict:
@@ -213,7 +220,7 @@ def llmd_facts(entry: Entry, root: Path = ROOT) -> dict:
         "job": job.name, "pool": pool.name, "port": pool.get("spec", "targetPorts", 0, "number"),
         "epp": pool.get("spec", "endpointPickerRef", "name"), "route": by_kind["HTTPRoute"].name,
         "metric": hpa.get("spec", "metrics", 0, "pods", "metric", "name") if hpa else "",
-        "backend_policies": [o for o in objs if o.group == "networking.gke.io"],
+        "backend_policies": [o for o in objs if o.group == "networking.gke.io"], "gpu_setup": _gpu_setup(provider, accel_row),
         "adapters": [a["name"] for a in spec["modelArtifacts"].get("adapters") or []],
         "adapter_rows": _adapter_rows(spec["modelArtifacts"].get("adapters") or [], entry.model),
     }

@@ -26,7 +26,10 @@ MODEL_LABEL = "serving-catalog.dev/model"
 @lru_cache(maxsize=None)
 def table(name: str) -> Any:
     with open(os.path.join(DATA_DIR, f"{name}.yaml"), "rb") as handle:
-        return yamlio.load(handle.read())
+        data = yamlio.load(handle.read())
+    if name == "servers":  # a build of another server's release: that row's facts, then its own
+        data = {key: {**data[row["variantOf"]], **row} if "variantOf" in row else row for key, row in data.items()}
+    return data
 
 
 def _lookup(rows: dict, key: Any, what: str, obj: Any = None, path: str = "") -> dict:

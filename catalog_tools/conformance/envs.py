@@ -39,7 +39,16 @@ class EnvError(Exception):
 
 @functools.lru_cache(maxsize=None)
 def releases() -> dict:
-    return yamlio.load(RELEASES.read_text())
+    data = yamlio.load(RELEASES.read_text())
+    # A server that is another's build of the same release (servers table `variantOf`, e.g.
+    # vLLM's ROCm image) shares its package, parser, probe timings and what it loads.
+    for name, row in tables.table("servers").items():
+        base = row.get("variantOf")
+        for section in ("python", "probes", "loads"):
+            rows = data.get(section) or {}
+            if base in rows and name not in rows:
+                rows[name] = rows[base]
+    return data
 
 
 def image_version(image: str) -> str:

@@ -46,6 +46,7 @@ def transform(ctx: Context, spec: dict) -> None:
     dra = request_mode(spec, provider, accel) == "dra"
     for target in targets(ctx, spec):
         _check_group(target, hosts)
+        _check_vendor(target, accel)
         if dra:
             ctx.add(claim_template(target, provider, accel, per_pod))
         fit = _inject(target, spec, provider, accel, per_pod, hosts, ctx.facts, dra)
@@ -112,6 +113,21 @@ def claim_template(target: ServerTarget, provider: dict, accel: dict, per_pod: i
             "spec": {"spec": {"devices": {"requests": [{"name": DRA_CLAIM, "exactly": request}]}}}}
 
 
+def _check_vendor(target: ServerTarget, accel: dict) -> None:
+    """A server image is built for one vendor's GPUs (servers table gpuVendor, default nvidia)."""
+    if accel["type"] != "gpu":
+        return
+    image_vendor, device_vendor = target.server.get("gpuVendor", "nvidia"), accel.get("vendor", "nvidia")
+    if image_vendor != device_vendor:
+        family = target.server.get("variantOf", target.server_name)
+        builds = [name for name, row in tables.table("servers").items()
+                  if row.get("gpuVendor", "nvidia") == device_vendor and row.get("variantOf", name) == family]
+        hint = f" (use the {builds[0]} server)" if builds else ""
+        raise FunctionError.at(target.obj, f"{target.template.labels_path}.{tables.SERVER_LABEL}",
+                               f"server {target.server_name} runs on {image_vendor} GPUs, not {accel['name']} "
+                               f"({device_vendor}){hint}", current=target.server_name)
+
+
 def _check_group(target: ServerTarget, hosts: int) -> None:
     obj = target.obj
     if obj.kind == "LeaderWorkerSet":
@@ -138,7 +154,7 @@ def _inject(target: ServerTarget, spec: dict, provider: dict, accel: dict, per_p
                      {"name": DRA_CLAIM, "resourceClaimTemplateName": claim_template_name(target)})
         upsert_named(resources.setdefault("claims", []), {"name": DRA_CLAIM})
     else:
-        resource = provider["gpuResource" if gpu else "tpuResource"]
+        resource = accel.get("resource") or provider["gpuResource" if gpu else "tpuResource"]
         for kind in ("requests", "limits"):  # extended resources: requests must equal limits
             resources.setdefault(kind, {})[resource] = per_pod
 
@@ -148,7 +164,7 @@ def _inject(target: ServerTarget, spec: dict, provider: dict, accel: dict, per_p
         selector[provider["tpuTopologyLabel"]] = spec["topology"]
     elif provider.get("machineTypeLabel"):  # EKS, AKS: the instance type carries the device count
         selector[provider["machineTypeLabel"]] = accel["machines"][per_pod]
-    for toleration in provider["gpuTolerations" if gpu else "tpuTolerations"]:
+    for toleration in accel.get("tolerations") or provider["gpuTolerations" if gpu else "tpuTolerations"]:
         add_toleration(tmpl.spec, toleration)
     if spec["spot"]:
         apply_spot(tmpl, provider, spec["provider"])
