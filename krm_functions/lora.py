@@ -87,10 +87,11 @@ def serve(target: ServerTarget, adapters: list[Adapter], claim_mount: Optional[s
             paths.append(f"{adapter.name}={claim_mount}/{adapter.source.repo}")
         else:
             volume = f"adapter-{adapter.name.lower().replace('.', '-').replace('_', '-')}"[:63]
-            add_volume(target.template, {"name": volume,
-                                         "image": {"reference": adapter.source.reference, "pullPolicy": "IfNotPresent"}})
-            add_mount(target.container, {"name": volume, "mountPath": f"{ADAPTER_MOUNT}/{adapter.name}", "readOnly": True})
-            paths.append(f"{adapter.name}={ADAPTER_MOUNT}/{adapter.name}")
+            path = f"{ADAPTER_MOUNT}/{adapter.name}"
+            add_volume(target.template, {"name": volume, "image": {"reference": adapter.source.reference,
+                                                                   "pullPolicy": "IfNotPresent"}})
+            add_mount(target.container, {"name": volume, "mountPath": path, "readOnly": True})
+            paths.append(f"{adapter.name}={path}")
     flags = [lora["enable"], f"{lora['maxLoras']}={len(adapters)}"]
     ranks = [a.rank for a in adapters if a.rank]
     if ranks:

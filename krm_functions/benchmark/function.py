@@ -93,9 +93,11 @@ def transform(ctx: Context, spec: dict) -> None:
                         and t.obj.get("spec", "router", "route", default=None) is not None]
     if routed:  # one Gateway in front of every role: one benchmark, sized by the decode pods
         if not spec.get("url"):
-            raise FunctionError.at(None, "spec.url", f"{routed[0].kind}/{routed[0].name} routes to the server through a "
-                                   "Gateway: set spec.url to the Gateway's address (make benchmark ... URL=http://ADDRESS)")
-        decode = [t for t in found if "prefill" not in (t.template.labels.get(LLM_D_ROLE_LABEL), t.template.role)] or found
+            raise FunctionError.at(None, "spec.url", f"{routed[0].kind}/{routed[0].name} routes to the server "
+                                   "through a Gateway: set spec.url to the Gateway's address "
+                                   "(make benchmark ... URL=http://ADDRESS)")
+        decode = [t for t in found
+                  if "prefill" not in (t.template.labels.get(LLM_D_ROLE_LABEL), t.template.role)] or found
         plans = [(decode[0], spec["url"], f"{routed[0].name}-benchmark")]
     else:
         plans = [(t, spec.get("url") or _service_url(ctx, t), f"{t.obj.name}-benchmark") for t in found]
@@ -146,17 +148,19 @@ def tool_config(tool: dict, client: str, url: str, target: ServerTarget, model_r
     total = sum(profile["requests"])
     workers = int(tool["resources"]["cpu"])
     storage: dict = {"local_storage": {"path": f"{tool['results']['mountPath']}/{{timestamp}}"}}
+    remote = f"{target.obj.name}/{{timestamp}}"
     if results.get("gcsBucket"):
-        storage["google_cloud_storage"] = {"bucket_name": results["gcsBucket"], "path": f"{target.obj.name}/{{timestamp}}"}
+        storage["google_cloud_storage"] = {"bucket_name": results["gcsBucket"], "path": remote}
     if results.get("s3Bucket"):
-        storage["simple_storage_service"] = {"bucket_name": results["s3Bucket"], "path": f"{target.obj.name}/{{timestamp}}"}
+        storage["simple_storage_service"] = {"bucket_name": results["s3Bucket"], "path": remote}
     load: dict = {"type": "concurrent", "num_workers": workers,
                   "worker_max_concurrency": max(1, math.ceil(max(profile["levels"]) / workers)),
                   "stages": [{"num_requests": n, "concurrency_level": c}
                              for n, c in zip(profile["requests"], profile["levels"])]}
     adapters = served_adapters(target)
     if adapters:  # requests spread evenly over the LoRA adapters the server serves
-        load["lora_traffic_split"] = [{"name": n, "split": split} for n, split in zip(adapters, even_splits(len(adapters)))]
+        splits = even_splits(len(adapters))
+        load["lora_traffic_split"] = [{"name": n, "split": split} for n, split in zip(adapters, splits)]
     return {
         "api": {"type": tool["api"]["type"], "streaming": True},  # streaming: time to first token
         "data": {"type": "random",
@@ -203,7 +207,8 @@ def _service_url(ctx: Context, target: ServerTarget) -> str:
     if target.obj.kind == "InferenceService":
         return f"http://{KSERVE_PREDICTOR.format(name=target.obj.name)}:80"
     labels = {**target.obj.labels, **target.template.labels}
-    number = next((p.get("containerPort") for p in target.container.get("ports") or [] if p.get("name") == HTTP_PORT), None)
+    number = next((p.get("containerPort") for p in target.container.get("ports") or []
+                   if p.get("name") == HTTP_PORT), None)
     for service in ctx.items:
         selector = service.get("spec", "selector", default=None) or {}
         if service.kind != "Service" or not selector or any(labels.get(k) != v for k, v in selector.items()):
