@@ -108,7 +108,9 @@ e2e: setup crds
 	E2E_KIND=1 $(PY) -m pytest tests/test_e2e_kind.py $(PYTEST_ARGS)
 
 # make benchmark ENTRY=... [URL=http://GATEWAY] | kubectl apply -f -
-benchmark: setup
+# (stdout is the manifests only: the setup reports on stderr)
+benchmark: venv
+	@$(MAKE) --no-print-directory setup >&2
 	@$(PY) -m catalog_tools.benchmark $(ENTRY) $(if $(URL),--url $(URL))
 
 bench: setup

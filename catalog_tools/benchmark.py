@@ -81,8 +81,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         docs = render_benchmark(args.entry, args.tool, args.url)
-    except (BenchmarkError, RenderError) as err:
+    except BenchmarkError as err:
         print(f"benchmark: {err}", file=sys.stderr)
+        return 1
+    except RenderError as err:  # name the entry, not the overlay written for it
+        print(f"benchmark: {args.entry}:\n{err.stderr.strip()}", file=sys.stderr)
         return 1
     sys.stdout.write(yamlio.dump_all(docs))
     return 0

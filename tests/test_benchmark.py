@@ -103,3 +103,15 @@ def test_lora_traffic_splits_sum_to_exactly_one():
     for count in range(1, 100):
         splits = even_splits(count)
         assert len(splits) == count and sum(splits) == 1.0 and min(splits) > 0
+
+
+def test_make_benchmark_prints_only_manifests_or_one_error_per_problem(docker_image, capsys):
+    ready = next(e for e in ENTRIES if benchmark.status(e.server, e.crd)[0] == "ready")
+    assert benchmark.main([str(ready.path)]) == 0
+    out = capsys.readouterr()
+    assert [d["kind"] for d in yamlio.load_all(out.out)] == ["ConfigMap", "PersistentVolumeClaim", "Job"]
+    without = next(e for e in ENTRIES if benchmark.status(e.server, e.crd)[0] == "none")
+    assert benchmark.main([str(without.path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"benchmark: {without.path}:\n") and "Traceback" not in err
+    assert "has no client for server" in err
