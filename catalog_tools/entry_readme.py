@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jinja2
 
-from krm_functions import tables
+from krm_functions import lora, tables
 from krm_functions.krmfn import KubeObject, yamlio
 from krm_functions.model_source import build as model_build
 from krm_functions.workloads import KSERVE_LLM_CONTAINER, get_arg, get_env, get_param
@@ -227,9 +227,8 @@ def llmd_facts(entry: Entry, root: Path = ROOT) -> dict:
 
 
 def _adapter_rows(items: list, model: str) -> list[dict]:
-    """Each adapter's name and uri (the models table's where the entry names only the adapter)."""
-    known = tables.table("models").get(model, {}).get("adapters") or {}
-    return [{"name": a["name"], "uri": a.get("uri") or known.get(a["name"], {}).get("uri", "")} for a in items]
+    """Each adapter's name and uri, resolved as the functions resolve them (krm_functions/lora.py)."""
+    return [{"name": a.name, "uri": a.source.uri} for a in lora.resolve(items, tables.model(model), model)]
 
 
 def kserve_llm_facts(entry: Entry, root: Path = ROOT) -> dict:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .krmfn import ERROR, Context, FunctionError, KubeObject, PodTemplate, Result
-from .workloads import ServerTarget, targets
+from .workloads import ServerTarget, selects, targets
 
 GMP = "gke-managed-prometheus"
 OPERATOR = "prometheus-operator"
@@ -175,14 +175,10 @@ def scrape_object(ctx: Context, st: ScrapeTarget, kind: str, interval: str = DEF
     return {"apiVersion": API_VERSIONS[kind], "kind": kind, "metadata": metadata(st.obj), "spec": spec}
 
 
-def _selects(selector: dict, labels: dict) -> bool:
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
-
-
 def _service(ctx: Context, st: ScrapeTarget) -> tuple[KubeObject, dict]:
     """The Service in front of the scraped pods, and its port that reaches the metrics port."""
     services = [s for s in ctx.items if s.kind == "Service" and s.group == "" and s.namespace == st.namespace
-                and _selects(s.get("spec", "selector", default=None) or {}, st.pod_labels)]
+                and selects(s.get("spec", "selector", default=None) or {}, st.pod_labels)]
     if not services:
         raise FunctionError(Result("no Service selects its pods: a ServiceMonitor scrapes through one "
                                    "(add the Service, or use kind PodMonitor)", ERROR, st.obj.ref))
@@ -206,7 +202,7 @@ def _service(ctx: Context, st: ScrapeTarget) -> tuple[KubeObject, dict]:
     if st.obj.kind == "LeaderWorkerSet" and LWS_WORKER_INDEX not in (service.get("spec", "selector") or {}):
         # Without the worker index (or a leader-only label) the Service also sends workers to Prometheus.
         worker = st.obj.get("spec", "leaderWorkerTemplate", "workerTemplate", "metadata", "labels", default=None) or {}
-        if _selects(service.get("spec", "selector"), {**worker, LWS_NAME: st.obj.name}):
+        if selects(service.get("spec", "selector"), {**worker, LWS_NAME: st.obj.name}):
             ctx.warning(f"also selects the worker pods of {st.obj.kind}/{st.obj.name}, which serve no metrics: "
                         f"their targets will be down (select {LWS_WORKER_INDEX}: \"0\", or use kind PodMonitor)",
                         service, "spec.selector")

@@ -49,6 +49,11 @@ class ServerTarget:
         return self.obj.group == "serving.kserve.io"
 
 
+def selects(selector: dict, labels: dict) -> bool:
+    """A Service's (non-empty) selector matches these pod labels."""
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
 def target_key(target: ServerTarget) -> tuple:
     """A server pod template's key in a Render call's facts."""
     return (target.obj.kind, target.obj.namespace or "", target.obj.name, target.template.role or "")

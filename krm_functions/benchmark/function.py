@@ -17,7 +17,7 @@ from typing import Optional
 from .. import pod_security, tables
 from ..krmfn import Context, Function, FunctionError
 from ..krmfn import yamlio
-from ..workloads import LLM_D_ROLE_LABEL, TARGET_SCHEMA, ServerTarget, hf_token_file, target_key, targets
+from ..workloads import LLM_D_ROLE_LABEL, TARGET_SCHEMA, ServerTarget, hf_token_file, selects, target_key, targets
 
 TOOL = "inference-perf"
 COMPONENT = "benchmark"
@@ -210,8 +210,8 @@ def _service_url(ctx: Context, target: ServerTarget) -> str:
     number = next((p.get("containerPort") for p in target.container.get("ports") or []
                    if p.get("name") == HTTP_PORT), None)
     for service in ctx.items:
-        selector = service.get("spec", "selector", default=None) or {}
-        if service.kind != "Service" or not selector or any(labels.get(k) != v for k, v in selector.items()):
+        if (service.kind != "Service" or service.namespace != target.obj.namespace
+                or not selects(service.get("spec", "selector", default=None) or {}, labels)):
             continue
         for port in service.get("spec", "ports", default=None) or []:
             if port.get("targetPort", port.get("port")) in (HTTP_PORT, number):
