@@ -18,7 +18,7 @@ SERVING_CATALOG_CRDS ?= $(CURDIR)/build/crds
 export SERVING_CATALOG_CRDS
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv docker images demo test validate conformance conformance-envs policy policy-env fuzz generate hydrate deploy undeploy new-model e2e crds benchmark bench clean
+.PHONY: help setup venv docker images demo test validate conformance conformance-envs policy policy-env fuzz generate hydrate deploy undeploy new-model e2e e2e-kind cluster cluster-down crds benchmark bench clean
 
 help:
 	@echo "make demo     set up, then render ENTRY ($(ENTRY)) with the functions in containers"
@@ -37,7 +37,10 @@ help:
 	@echo "make benchmark ENTRY=... [URL=...]  the entry's inference-perf Job, ConfigMap and claim (pipe to kubectl apply -f -)"
 	@echo "make bench    benchmarks (not tests): SDK vs kustomize builtins, container overhead, entry render times"
 	@echo "make crds     download the pinned CRD schemas into build/crds"
-	@echo "make e2e      a kind cluster: every entry applied with --dry-run=server (needs kind and network)"
+	@echo "make cluster  build (first time: ~20 min on 2 cores, then cached) and start a local control plane (build/cluster)"
+	@echo "make cluster-down  stop it"
+	@echo "make e2e [ENTRY=...] [KEEP=1]  every entry deployed on the local control plane (make cluster first)"
+	@echo "make e2e-kind a kind cluster: every entry applied with --dry-run=server (needs kind and network)"
 
 setup: venv docker images
 
@@ -104,7 +107,17 @@ undeploy: venv
 new-model: setup
 	PYTHON=$(PY) scripts/new-model $(SERVER) $(FROM) $(TO)
 
-e2e: setup crds
+# The local control plane: Kubernetes' own binaries built from Go modules (cluster/go/).
+cluster: venv crds
+	$(PY) -m catalog_tools.cluster up
+
+cluster-down: venv
+	$(PY) -m catalog_tools.cluster down
+
+e2e: setup cluster
+	$(PY) -m catalog_tools.e2e $(if $(filter command line,$(origin ENTRY)),$(ENTRY)) $(if $(KEEP),--keep)
+
+e2e-kind: setup crds
 	E2E_KIND=1 $(PY) -m pytest tests/test_e2e_kind.py $(PYTEST_ARGS)
 
 # make benchmark ENTRY=... [URL=http://GATEWAY] | kubectl apply -f -

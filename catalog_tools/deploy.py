@@ -39,8 +39,43 @@ STUCK = {
 GATED = re.compile(r"GatedRepoError|Access to model .* is restricted|403 Client Error|401 Client Error")
 
 
+# How long a pod may stay unschedulable before deploy stops, unless a cluster autoscaler
+# has said it is adding a node for it (its TriggeredScaleUp event).
+UNSCHEDULABLE_GRACE = 60
+WORKLOADS = ("Deployment", "StatefulSet", "LeaderWorkerSet")
+
+
 class DeployError(Exception):
     pass
+
+
+class Unschedulable:
+    """Pods the scheduler cannot place, and since when; a reason once the grace is over."""
+
+    def __init__(self, entry: str, namespace: Optional[str], grace: float = UNSCHEDULABLE_GRACE):
+        self.entry, self.namespace, self.grace, self.since = entry, namespace, grace, {}
+
+    def check(self, pod: dict) -> Optional[str]:
+        name = pod["metadata"]["name"]
+        condition = next((c for c in (pod.get("status") or {}).get("conditions") or []
+                          if c.get("type") == "PodScheduled" and c.get("status") == "False"
+                          and c.get("reason") == "Unschedulable"), None)
+        if condition is None:
+            self.since.pop(name, None)
+            return None
+        first = self.since.setdefault(name, time.monotonic())
+        if time.monotonic() - first < self.grace or self._scaling_up(name):
+            return None
+        return (f"pod {name} cannot be scheduled: {condition.get('message', '')} "
+                f"(create the node pool in {Path(self.entry) / 'README.md'}, Prerequisites)")
+
+    def _scaling_up(self, pod: str) -> bool:
+        events = kubectl("get", "events", "--field-selector", f"involvedObject.name={pod}", "-o", "json",
+                         namespace=self.namespace, check=False)
+        try:
+            return any(e.get("reason") == "TriggeredScaleUp" for e in json.loads(events or "{}").get("items", []))
+        except json.JSONDecodeError:
+            return False
 
 
 def kubectl(*args: str, namespace: Optional[str] = None, check: bool = True) -> str:
@@ -80,7 +115,9 @@ def pod_problem(pod: dict, namespace: Optional[str]) -> Optional[str]:
     return None
 
 
-def watch_job(job: str, namespace: Optional[str], timeout: int, poll: float, out=sys.stdout) -> None:
+def watch_job(job: str, namespace: Optional[str], timeout: int, poll: float, out=None,
+              unschedulable: Optional[Unschedulable] = None) -> None:
+    out = out or sys.stdout
     start = time.monotonic()
     while True:
         state = json.loads(kubectl("get", f"job/{job}", "-o", "json", namespace=namespace))
@@ -93,7 +130,7 @@ def watch_job(job: str, namespace: Optional[str], timeout: int, poll: float, out
                 raise DeployError(f"job/{job} failed: {condition.get('reason')}: {condition.get('message', '')}")
         pods = json.loads(kubectl("get", "pods", "-l", f"job-name={job}", "-o", "json", namespace=namespace))["items"]
         for pod in pods:
-            problem = pod_problem(pod, namespace)
+            problem = pod_problem(pod, namespace) or (unschedulable and unschedulable.check(pod))
             if problem:
                 raise DeployError(f"job/{job}: {problem}")
         elapsed = int(time.monotonic() - start)
@@ -104,7 +141,7 @@ def watch_job(job: str, namespace: Optional[str], timeout: int, poll: float, out
         time.sleep(poll)
 
 
-def deploy(entry: str, namespace: Optional[str], timeout: int, poll: float) -> None:
+def deploy(entry: str, namespace: Optional[str], timeout: int, poll: float, rollout_timeout: int = 0) -> None:
     with tempfile.TemporaryDirectory(prefix="deploy-") as tmp:
         rendered = Path(tmp) / "rendered.yaml"
         rendered.write_text(render_text(entry))
@@ -114,10 +151,49 @@ def deploy(entry: str, namespace: Optional[str], timeout: int, poll: float) -> N
         if jobs:
             print(f"deploy: {entry}: model-load first ({', '.join(jobs)})", flush=True)
             kubectl("apply", "--selector", PREREQUISITE, "-f", str(rendered), namespace=namespace)
+            unschedulable = Unschedulable(entry, namespace)
             for job in jobs:
-                watch_job(job, namespace, timeout, poll)
+                watch_job(job, namespace, timeout, poll, unschedulable=unschedulable)
         print(f"deploy: {entry}: the server and the rest", flush=True)
         sys.stdout.write(kubectl("apply", "-f", str(rendered), namespace=namespace))
+        if rollout_timeout:
+            watch_rollout(entry, docs, namespace, rollout_timeout, poll)
+
+
+def _ready(workload: dict) -> tuple[int, int]:
+    """(ready, wanted) replicas of a Deployment, StatefulSet or LeaderWorkerSet (its groups)."""
+    spec, status = workload.get("spec") or {}, workload.get("status") or {}
+    return int(status.get("readyReplicas") or 0), int(spec.get("replicas", 1))
+
+
+def watch_rollout(entry: str, docs: list[dict], namespace: Optional[str], timeout: int, poll: float,
+                  out=None) -> None:
+    """Wait until every workload of the entry has its replicas ready; stop at once with the
+    reason when a pod cannot start or cannot be scheduled."""
+    workloads = [(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace") or namespace)
+                 for d in docs if d.get("kind") in WORKLOADS]
+    out = out or sys.stdout
+    start, waiting = time.monotonic(), {}
+    while workloads:
+        pending = []
+        for kind, name, ns in workloads:
+            state = json.loads(kubectl("get", f"{kind.lower()}/{name}", "-o", "json", namespace=ns))
+            ready, wanted = _ready(state)
+            if ready < wanted:
+                pending.append(f"{kind.lower()}/{name} {ready}/{wanted}")
+                checker = waiting.setdefault(ns, Unschedulable(entry, ns))
+                for pod in json.loads(kubectl("get", "pods", "-o", "json", namespace=ns))["items"]:
+                    problem = pod_problem(pod, ns) or checker.check(pod)
+                    if problem:
+                        raise DeployError(f"{kind.lower()}/{name}: {problem}")
+        elapsed = int(time.monotonic() - start)
+        if not pending:
+            print(f"deploy: {entry}: ready after {elapsed}s", file=out, flush=True)
+            return
+        print(f"deploy: {elapsed}s, waiting for {', '.join(pending)}", file=out, flush=True)
+        if elapsed >= timeout:
+            raise DeployError(f"not ready in {timeout}s: {', '.join(pending)} (--rollout-timeout)")
+        time.sleep(poll)
 
 
 def delete(entry: str, namespace: Optional[str], keep_weights: bool) -> None:
@@ -139,6 +215,8 @@ def main(argv: list[str]) -> int:
                         else deploy_wait_seconds(),
                         help="how long a model-load Job may take (default: MODEL_LOAD_TIMEOUT or 4h)")
     parser.add_argument("--poll", type=float, default=10.0, help="seconds between checks")
+    parser.add_argument("--rollout-timeout", type=_duration, default=0,
+                        help="also wait this long for the server's replicas to be ready (0: do not wait)")
     parser.add_argument("--delete", action="store_true", help="take the entry down instead")
     parser.add_argument("--keep-weights", action="store_true", help="with --delete: keep the weights volume")
     args = parser.parse_args(argv)
@@ -146,7 +224,7 @@ def main(argv: list[str]) -> int:
         if args.delete:
             delete(args.entry, args.namespace, args.keep_weights)
         else:
-            deploy(args.entry, args.namespace, args.timeout, args.poll)
+            deploy(args.entry, args.namespace, args.timeout, args.poll, args.rollout_timeout)
     except RenderError as err:
         print(f"deploy: {err.path}: the entry does not render:\n{err.stderr.strip()}", file=sys.stderr)
         return 1

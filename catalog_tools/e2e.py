@@ -1,0 +1,258 @@
+"""The e2e tier: every entry deployed on the local control plane (make cluster) as a user
+would, with catalog_tools/deploy.py, and checked there.
+
+    python -m catalog_tools.e2e [ENTRY ...] [--keep]      (make e2e [ENTRY=...] [KEEP=1])
+
+Per entry: a namespace enforcing Pod Security "restricted" ("baseline" where the servers
+table documents that the server cannot run as non-root: TGI), the Secrets its README asks
+for, and the node pool its README creates (catalog_tools/node_pools.py). Then deploy: the
+model-load Job completes (KWOK), then the server rolls out. Checked: every pod Running or
+Succeeded on a node of the entry's pool (or the default pool, for pods that ask for no
+accelerator) that has the resource it requests; each LeaderWorkerSet group's pods on one
+TPU slice; every Service selecting pods has ready endpoints; every object is in the API
+server. Then undeploy leaves nothing of the entry but the weights claim (KEEP_WEIGHTS).
+KServe's controller does not run here: InferenceServices and LLMInferenceServices are only
+admitted (their CRDs' schemas and CEL rules), and the tier says so.
+Last line: `<n> of <m> entries deployed`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Optional
+
+from krm_functions import tables
+from krm_functions.krmfn import yamlio
+
+from . import cluster, deploy, node_pools
+from .catalog import Entry, entries
+from .render import RenderError, render_text
+
+# Kinds whose controller does not run on the local control plane: admitted only.
+ADMITTED_ONLY = {"InferenceService", "LLMInferenceService"}
+SECRET_PLACEHOLDER = "e2e-not-a-token"
+ROLLOUT_TIMEOUT = 180
+
+
+class EntryFailed(Exception):
+    pass
+
+
+def namespace_for(entry: Entry, docs: list[dict]) -> tuple[str, bool]:
+    """The entry's own namespace where it names one, else one of the tier's."""
+    named = {d["metadata"]["namespace"] for d in docs if d["metadata"].get("namespace")}
+    if named:
+        return sorted(named)[0], True
+    slug = re.sub(r"[^a-z0-9-]", "-", "-".join(entry.path.parts[1:]).lower())
+    return ("e2e-" + slug)[:63].rstrip("-"), False
+
+
+def pod_specs(docs: list[dict]) -> list[tuple[dict, dict, int]]:
+    """(workload, pod spec, pods) of every workload the entry renders."""
+    out = []
+    for d in docs:
+        spec = d.get("spec") or {}
+        if d["kind"] in ("Deployment", "StatefulSet", "Job"):
+            pods = int(spec.get("replicas", 1)) if d["kind"] != "Job" else 1
+            out.append((d, spec["template"]["spec"], pods))
+        elif d["kind"] == "LeaderWorkerSet":
+            template = spec["leaderWorkerTemplate"]
+            size, replicas = int(template.get("size", 1)), int(spec.get("replicas", 1))
+            worker = template["workerTemplate"]["spec"]
+            leader = (template.get("leaderTemplate") or template["workerTemplate"])["spec"]
+            out.append((d, leader, replicas))
+            out.append((d, worker, replicas * (size - 1)))
+    return out
+
+
+def pod_security_level(docs: list[dict]) -> str:
+    # The servers table's documented exception (TGI) renders runAsNonRoot: false.
+    text = yamlio.dump_all(docs)
+    return "baseline" if "runAsNonRoot: false" in text else "restricted"
+
+
+def secrets(docs: list[dict]) -> set[str]:
+    names = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "secretKeyRef" in node:
+                names.add(node["secretKeyRef"]["name"])
+            if "secret" in node and isinstance(node["secret"], dict) and "secretName" in node["secret"]:
+                names.add(node["secret"]["secretName"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk([d for d in docs if d["kind"] != "Secret"])
+    return names - {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
+
+
+def _wants_accelerator(spec: dict) -> bool:
+    return any(((c.get("resources") or {}).get("limits") or {}).keys() & {"nvidia.com/gpu", "amd.com/gpu",
+                                                                          "google.com/tpu"}
+               or (c.get("resources") or {}).get("claims") for c in spec.get("containers", []))
+
+
+def accelerator_pods(entry: Entry, docs: list[dict]) -> int:
+    """How many pods (GPU: a node each) or slices (TPU) of its accelerator the entry runs."""
+    tpu = tables.accelerator(entry.provider, entry.accelerator["accelerator"])["type"] == "tpu"
+    count, slices = 0, set()
+    for workload, spec, pods in pod_specs(docs):
+        if not _wants_accelerator(spec):
+            continue
+        if tpu:  # a slice per replica: a single-host pod, or a LeaderWorkerSet group
+            slices.add((workload["kind"], workload["metadata"]["name"], int(workload["spec"].get("replicas", 1))))
+        else:
+            count += pods
+    return max(sum(r for _, _, r in slices) if tpu else count, 1)
+
+
+def _ns(namespace: str, level: str) -> None:
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": {
+            "pod-security.kubernetes.io/enforce": level, "pod-security.kubernetes.io/enforce-version": "v1.34"}}}))
+
+
+def check_deployed(entry: Entry, docs: list[dict], namespace: str, pool: str) -> list[str]:
+    problems = []
+    nodes = {n["metadata"]["name"]: n for n in json.loads(cluster.kubectl("get", "nodes", "-o", "json"))["items"]}
+    pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json"))["items"]
+    for pod in pods:
+        name, phase = pod["metadata"]["name"], pod["status"].get("phase")
+        node = pod["spec"].get("nodeName")
+        if phase not in ("Running", "Succeeded"):
+            problems.append(f"pod {name}: {phase}")
+            continue
+        wants = {k for c in pod["spec"]["containers"] for k in ((c.get("resources") or {}).get("limits") or {})
+                 if "/" in k}
+        claims = any((c.get("resources") or {}).get("claims") for c in pod["spec"]["containers"])
+        expected = pool if (wants or claims) and pool else node_pools.DEFAULT_POOL["name"]
+        if not node or not node.startswith(expected + "-"):
+            problems.append(f"pod {name}: on node {node}, not in pool {expected}")
+        elif wants - set(nodes[node]["status"]["allocatable"]):
+            problems.append(f"pod {name}: node {node} has no {sorted(wants)}")
+    for d in docs:
+        if d["kind"] == "LeaderWorkerSet":
+            lws = json.loads(cluster.kubectl("get", "leaderworkerset", d["metadata"]["name"], "-n", namespace,
+                                             "-o", "json"))
+            groups = {}
+            for pod in pods:
+                labels = pod["metadata"]["labels"]
+                if labels.get("leaderworkerset.sigs.k8s.io/name") == d["metadata"]["name"]:
+                    groups.setdefault(labels.get("leaderworkerset.sigs.k8s.io/group-index"), []).append(pod)
+            size = int(d["spec"]["leaderWorkerTemplate"].get("size", 1))
+            for index, members in groups.items():
+                if len(members) != size:
+                    problems.append(f"leaderworkerset {d['metadata']['name']} group {index}: {len(members)} of {size} pods")
+                topology = (d["metadata"].get("annotations") or {}).get("leaderworkerset.sigs.k8s.io/exclusive-topology")
+                if topology:
+                    slices = {nodes[p["spec"]["nodeName"]]["metadata"]["labels"].get(topology) for p in members}
+                    if len(slices) != 1:
+                        problems.append(f"leaderworkerset group {index}: spread over {sorted(map(str, slices))}")
+            if int((lws.get("status") or {}).get("readyReplicas") or 0) < int(d["spec"].get("replicas", 1)):
+                problems.append(f"leaderworkerset {d['metadata']['name']}: not ready")
+        if d["kind"] == "Service" and d["spec"].get("selector"):
+            slices = json.loads(cluster.kubectl("get", "endpointslices", "-n", namespace, "-l",
+                                                f"kubernetes.io/service-name={d['metadata']['name']}", "-o", "json"))
+            ready = [e for s in slices["items"] for e in s.get("endpoints") or []
+                     if (e.get("conditions") or {}).get("ready")]
+            if not ready:
+                problems.append(f"service {d['metadata']['name']}: no ready endpoints")
+    return problems
+
+
+def _objects_left(docs: list[dict], namespace: str, keep_weights: bool) -> list[str]:
+    left = []
+    for d in docs:
+        if keep_weights and d["kind"] == "PersistentVolumeClaim":
+            continue
+        kind = d["kind"].lower() + ("." + d["apiVersion"].split("/")[0] if "/" in d["apiVersion"] else "")
+        ns = d["metadata"].get("namespace") or namespace
+        out = cluster.kubectl("get", kind, d["metadata"]["name"], "-n", ns, "--ignore-not-found", "-o", "name",
+                              check=False)
+        if out.strip():
+            left.append(out.strip())
+    return left
+
+
+def run_entry(entry: Entry, keep: bool, out=sys.stdout) -> Optional[str]:
+    """None when the entry deployed and passed; else what failed."""
+    docs = yamlio.load_all(render_text(entry.path))
+    namespace, named = namespace_for(entry, docs)
+    level = pod_security_level(docs)
+    _ns(namespace, level)
+    for secret in sorted(secrets(docs)):
+        cluster.kubectl("create", "secret", "generic", secret, "-n", namespace,
+                        f"--from-literal=token={SECRET_PLACEHOLDER}", check=False)
+    pool, pool_objects = ("", [])
+    if entry.accelerator and not {d["kind"] for d in docs} & ADMITTED_ONLY:
+        pool, pool_objects = node_pools.pool(entry.provider, entry.accelerator, accelerator_pods(entry, docs))
+        node_pools.apply([json.loads(json.dumps(o)) for o in pool_objects])
+    log = io.StringIO()
+    try:
+        with redirect_stdout(log):
+            deploy.deploy(str(entry.path), None if named else namespace, timeout=300, poll=1,
+                          rollout_timeout=ROLLOUT_TIMEOUT)
+        problems = check_deployed(entry, docs, namespace, pool)
+        admitted = sorted({d["kind"] for d in docs} & ADMITTED_ONLY)
+        if problems:
+            return "; ".join(problems)
+        if not keep:
+            deploy.delete(str(entry.path), None if named else namespace, keep_weights=True)
+            left = _objects_left(docs, namespace, keep_weights=True)
+            if left:
+                return f"undeploy left {', '.join(left)}"
+        note = f" ({', '.join(admitted)} admitted only: KServe's controller does not run here)" if admitted else ""
+        print(f"ok: {len(docs)} objects, pod security {level}{note}", file=out)
+        return None
+    except deploy.DeployError as err:
+        return f"{err}\n{log.getvalue()[-1500:]}"
+    finally:
+        if not keep:
+            cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
+            node_pools.delete(pool_objects)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="e2e", description=__doc__.split("\n\n")[0])
+    parser.add_argument("entries", nargs="*", help="entry paths (default: every entry)")
+    parser.add_argument("--keep", action="store_true", help="leave every entry running, one namespace each")
+    args = parser.parse_args(argv)
+    if not cluster.running():
+        print("e2e: the local control plane is not running: `make cluster`", file=sys.stderr)
+        return 1
+    import os
+    os.environ["KUBECONFIG"] = str(cluster.KUBECONFIG)
+    chosen = entries()
+    if args.entries:
+        wanted = {str(Path(e)).rstrip("/") for e in args.entries}
+        chosen = [e for e in chosen if str(e.path) in wanted]
+        unknown = wanted - {str(e.path) for e in chosen}
+        if unknown:
+            print(f"e2e: not a catalog entry: {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+    deployed = 0
+    for i, entry in enumerate(chosen, 1):
+        print(f"[{i}/{len(chosen)}] {entry.path}: ", end="", flush=True)
+        try:
+            failure = run_entry(entry, args.keep)
+        except (RenderError, cluster.ClusterError) as err:
+            failure = str(err)
+        if failure:
+            print(f"FAILED: {failure}", flush=True)
+        else:
+            deployed += 1
+    print(f"{deployed} of {len(chosen)} entries deployed")
+    return 0 if deployed == len(chosen) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

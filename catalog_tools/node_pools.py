@@ -1,0 +1,183 @@
+"""Fake nodes for the local control plane, as an entry README's node-pool command makes them.
+
+A pool is built from the tables alone: the accelerator row (its nodeSelector: the labels the
+cloud or the GPU Operator put on such nodes; its resource; machine type per count or TPU
+topology), the provider row (`nodePoolLabels`, `nodePoolTaints`: what the README's command
+gives every node of the pool) and the machine type's vCPUs, memory and boot disk
+(`machineTypes` in accelerators.yaml, each citing the cloud's page). Allocatable is capacity
+less the provider's documented reservation (`reserved`). KWOK runs the nodes: they take the
+annotation it manages, and no label a real node of that pool would not carry.
+
+For the DRA provider a node carries no GPU resource: NVIDIA's DRA driver publishes a
+ResourceSlice of its GPUs (productName as the accelerator row's draSelector matches it),
+and the DeviceClass its chart installs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Optional
+
+from krm_functions import tables
+
+from . import cluster
+
+KWOK_ANNOTATION = {"kwok.x-k8s.io/node": "fake"}
+MAX_PODS = 110
+# The cluster's own pool for pods that ask for no accelerator (model-load Jobs, the
+# endpoint picker): the default node pool every managed cluster starts with.
+DEFAULT_POOL = {"name": "default-pool", "cpu": 16, "memoryGiB": 64, "nodes": 2}
+# The storage classes the providers table names, by the CSI driver that serves each.
+STORAGE_CLASSES = {"standard-rwx": "filestore.csi.storage.gke.io", "efs-sc": "efs.csi.aws.com",
+                   "azurefile-csi-premium": "file.csi.azure.com"}
+DEFAULT_STORAGE_CLASS = ("standard", "rwx.csi.local")
+
+
+def _quantity_mi(gib: float) -> str:
+    return f"{int(gib * 1024)}Mi"
+
+
+def reserved(provider: dict, cpu: int, memory_gib: float) -> tuple[float, float]:
+    """CPU cores and memory GiB the provider reserves (kube-reserved + eviction)."""
+    rule = provider.get("reserved") or tables.table("accelerators")["reserved"]["default"]
+    cpu_reserved, left = 0.0, float(cpu)
+    for upto, share in rule["cpu"]:
+        take = min(left, upto)
+        cpu_reserved += take * share
+        left -= take
+    if "memory" in rule:
+        mem_reserved, left = 0.0, memory_gib
+        for upto, share in rule["memory"]:
+            take = min(left, upto)
+            mem_reserved += take * share
+            left -= take
+    else:
+        per_pod = rule["memoryMiBPerPod"]
+        mem_reserved = (rule["memoryMiB"] + per_pod * MAX_PODS) / 1024
+    return cpu_reserved, mem_reserved + rule["evictionMiB"] / 1024
+
+
+def _taint(spec: str) -> dict:
+    key, rest = spec.split("=", 1) if "=" in spec else (spec.split(":")[0], ":" + spec.split(":")[1])
+    value, effect = rest.split(":")
+    return {"key": key, **({"value": value} if value else {}), "effect": effect}
+
+
+def pool(provider_name: str, accelerator: dict, replicas: int) -> tuple[str, list[dict]]:
+    """(pool name, objects) for `replicas` pods of the entry's accelerator spec."""
+    provider = tables.provider(provider_name)
+    row = tables.accelerator(provider_name, accelerator["accelerator"])
+    machines = tables.table("accelerators")["machineTypes"]
+    if row["type"] == "tpu":
+        topo = row["topologies"][accelerator["topology"]]
+        machine, hosts = topo["machineType"], topo["hosts"]
+        chips = tables.topology_chips(accelerator["topology"]) // hosts
+        nodes = hosts * replicas
+        resources = {provider["tpuResource"]: str(chips)}
+        kind = "tpu"
+    else:
+        count = int(accelerator.get("count", 1))
+        machine = row["machines"][count] if count in row["machines"] else row["machines"][str(count)]
+        nodes = replicas
+        resource = row.get("resource") or provider["gpuResource"] if provider.get("gpuRequest") != "dra" else None
+        resources = {resource: str(count)} if resource else {}
+        kind = "gpu"
+    name = f"{accelerator['accelerator']}-pool"
+    values = {"pool": name, "accelerator": accelerator["accelerator"], "machine": machine,
+              "topology": accelerator.get("topology", "")}
+    labels = {k: v.format(**values) for k, v in (provider.get("nodePoolLabels", {}).get(kind) or {}).items()}
+    labels.update(row.get("nodeSelector") or {})
+    if provider.get("tpuTopologyLabel") and kind == "tpu":
+        labels[provider["tpuTopologyLabel"]] = accelerator["topology"]
+    if any(machine in c["machines"] and "--spot" in c["flags"] for c in provider.get("capacity") or []):
+        labels.update(provider["spot"]["nodeSelector"])
+    taints = [_taint(t) for t in (provider.get("nodePoolTaints", {}).get(kind) or [])]
+    spec = machines.get(machine) or _generic_machine(machine)
+    objects = []
+    for index in range(nodes):
+        node_name = f"{name}-{index}"
+        objects.append(_node(node_name, provider, spec, labels, taints, resources))
+        if provider.get("gpuRequest") == "dra":
+            objects.append(_resource_slice(node_name, row, int(accelerator.get("count", 1))))
+    return name, objects
+
+
+def _generic_machine(machine: str) -> dict:
+    # Generic providers have no machine type: "N x PRODUCT" is a node with N GPUs; size the
+    # host as the GPU Operator's reference servers (16 cores and 128 GiB per GPU, at most 8).
+    count = int(machine.split(" x ")[0]) if " x " in machine else 1
+    return {"vCPU": 16 * count, "memoryGiB": 128 * count, "bootDiskGiB": 200}
+
+
+def _node(name: str, provider: dict, spec: dict, labels: dict, taints: list, resources: dict) -> dict:
+    cpu, memory = spec["vCPU"], spec["memoryGiB"]
+    cpu_reserved, mem_reserved = reserved(provider, cpu, memory)
+    disk = spec.get("bootDiskGiB") or provider.get("bootDiskGiB", 100)
+    capacity = {"cpu": str(cpu), "memory": _quantity_mi(memory), "ephemeral-storage": f"{disk}Gi",
+                "pods": str(MAX_PODS), **resources}
+    allocatable = {**capacity, "cpu": f"{int((cpu - cpu_reserved) * 1000)}m",
+                   "memory": _quantity_mi(memory - mem_reserved), "ephemeral-storage": f"{int(disk * 0.9)}Gi"}
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "annotations": dict(KWOK_ANNOTATION),
+                         "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                    "kubernetes.io/arch": "amd64", **labels}},
+            "spec": {"taints": taints} if taints else {},
+            "status": {"capacity": capacity, "allocatable": allocatable}}
+
+
+def _resource_slice(node: str, row: dict, count: int) -> dict:
+    match = re.search(r"productName == '([^']+)'", row["draSelector"])
+    product = match.group(1)
+    return {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice",
+            "metadata": {"name": f"{node}-gpu.nvidia.com"},
+            "spec": {"driver": "gpu.nvidia.com", "nodeName": node,
+                     "pool": {"name": node, "generation": 1, "resourceSliceCount": 1},
+                     "devices": [{"name": f"gpu-{i}", "attributes": {
+                         "type": {"string": "gpu"}, "productName": {"string": product},
+                         "index": {"int": i}},
+                         "capacity": {"memory": {"value": _quantity_mi(row["memoryGiB"])}}}
+                         for i in range(count)]}}
+
+
+def apply(objects: list[dict]) -> None:
+    nodes = [o for o in objects if o["kind"] == "Node"]
+    rest = [o for o in objects if o["kind"] != "Node"]
+    for node in nodes:
+        # A Node's status is its own subresource: create, then set capacity there.
+        status = node.pop("status")
+        cluster.kubectl("apply", "-f", "-", stdin=json.dumps(node))
+        cluster.kubectl("patch", "node", node["metadata"]["name"], "--subresource=status", "--type=merge",
+                        "-p", json.dumps({"status": status}))
+    if rest:
+        cluster.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": rest}))
+
+
+def delete(objects: list[dict]) -> None:
+    for obj in objects:
+        kind = "resourceslice" if obj["kind"] == "ResourceSlice" else "node"
+        cluster.kubectl("delete", kind, obj["metadata"]["name"], "--ignore-not-found", "--wait=false", check=False)
+
+
+def install_cluster_defaults() -> None:
+    """The default node pool, the providers' storage classes and NVIDIA's DRA DeviceClass."""
+    spec = {"vCPU": DEFAULT_POOL["cpu"], "memoryGiB": DEFAULT_POOL["memoryGiB"], "bootDiskGiB": 100}
+    nodes = [_node(f"{DEFAULT_POOL['name']}-{i}", {}, spec, {}, [], {}) for i in range(DEFAULT_POOL["nodes"])]
+    classes = [{"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": name},
+                "provisioner": driver, "volumeBindingMode": "Immediate", "reclaimPolicy": "Delete"}
+               for name, driver in STORAGE_CLASSES.items()]
+    classes.append({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                    "metadata": {"name": DEFAULT_STORAGE_CLASS[0],
+                                 "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+                    "provisioner": DEFAULT_STORAGE_CLASS[1], "volumeBindingMode": "Immediate"})
+    # nvidia-dra-driver-gpu's chart (templates/deviceclass-gpu.yaml): GPUs of its driver.
+    device_class = {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", "metadata": {"name": "gpu.nvidia.com"},
+                    "spec": {"selectors": [{"cel": {"expression":
+                             "device.driver == 'gpu.nvidia.com' && device.attributes['gpu.nvidia.com'].type == 'gpu'"}}]}}
+    apply([*nodes, *classes, device_class])
+
+
+def pool_for(entry, replicas: Optional[int] = None) -> tuple[str, list[dict]]:
+    if not entry.accelerator:
+        return "", []
+    return pool(entry.provider, entry.accelerator, replicas or entry.group)
