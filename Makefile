@@ -98,7 +98,7 @@ hydrate: generate
 
 # make deploy ENTRY=... [NAMESPACE=...]; make undeploy ENTRY=... [NAMESPACE=...] [KEEP_WEIGHTS=1]
 deploy: setup
-	scripts/deploy $(ENTRY) $(if $(NAMESPACE),--namespace $(NAMESPACE))
+	scripts/deploy $(ENTRY) $(if $(NAMESPACE),--namespace $(NAMESPACE)) --rollout-timeout $(or $(ROLLOUT_TIMEOUT),1h)
 
 undeploy: venv
 	scripts/deploy $(ENTRY) --delete $(if $(NAMESPACE),--namespace $(NAMESPACE)) $(if $(KEEP_WEIGHTS),--keep-weights)

@@ -191,7 +191,7 @@ def run_entry(entry: Entry, keep: bool, out=sys.stdout) -> Optional[str]:
     _ns(namespace, level)
     for secret in sorted(secrets(docs)):
         cluster.kubectl("create", "secret", "generic", secret, "-n", namespace,
-                        f"--from-literal=token={SECRET_PLACEHOLDER}", check=False)
+                        f"--from-literal=HF_TOKEN={SECRET_PLACEHOLDER}", check=False)
     pool, pool_objects = ("", [])
     if entry.accelerator and not {d["kind"] for d in docs} & ADMITTED_ONLY:
         pool, pool_objects = node_pools.pool(entry.provider, entry.accelerator, accelerator_pods(entry, docs))
@@ -206,7 +206,8 @@ def run_entry(entry: Entry, keep: bool, out=sys.stdout) -> Optional[str]:
         if problems:
             return "; ".join(problems)
         if not keep:
-            deploy.delete(str(entry.path), None if named else namespace, keep_weights=True)
+            with redirect_stdout(log):
+                deploy.delete(str(entry.path), None if named else namespace, keep_weights=True)
             left = _objects_left(docs, namespace, keep_weights=True)
             if left:
                 return f"undeploy left {', '.join(left)}"
