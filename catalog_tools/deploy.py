@@ -146,14 +146,14 @@ def deploy(entry: str, namespace: Optional[str], timeout: int, poll: float, roll
         rendered = Path(tmp) / "rendered.yaml"
         rendered.write_text(render_text(entry))
         docs = yamlio.load_all(rendered.read_text())
-        jobs = [d["metadata"]["name"] for d in docs if d.get("kind") == "Job"
-                and (d["metadata"].get("labels") or {}).get("prerequisite") == "model-load"]
+        # A Job in the namespace the entry names (llm-d's) is watched there.
+        jobs = [(d["metadata"]["name"], d["metadata"].get("namespace") or namespace) for d in docs
+                if d.get("kind") == "Job" and (d["metadata"].get("labels") or {}).get("prerequisite") == "model-load"]
         if jobs:
-            print(f"deploy: {entry}: model-load first ({', '.join(jobs)})", flush=True)
+            print(f"deploy: {entry}: model-load first ({', '.join(name for name, _ in jobs)})", flush=True)
             kubectl("apply", "--selector", PREREQUISITE, "-f", str(rendered), namespace=namespace)
-            unschedulable = Unschedulable(entry, namespace)
-            for job in jobs:
-                watch_job(job, namespace, timeout, poll, unschedulable=unschedulable)
+            for job, job_namespace in jobs:
+                watch_job(job, job_namespace, timeout, poll, unschedulable=Unschedulable(entry, job_namespace))
         print(f"deploy: {entry}: the server and the rest", flush=True)
         sys.stdout.write(kubectl("apply", "-f", str(rendered), namespace=namespace))
         if rollout_timeout:

@@ -7,8 +7,8 @@ Per entry: a namespace enforcing Pod Security "restricted" ("baseline" where the
 table documents that the server cannot run as non-root: TGI), the Secrets its README asks
 for, and the node pool its README creates (catalog_tools/node_pools.py). Then deploy: the
 model-load Job completes (KWOK), then the server rolls out. Checked: every pod Running or
-Succeeded on a node of the entry's pool (or the default pool, for pods that ask for no
-accelerator) that has the resource it requests; each LeaderWorkerSet group's pods on one
+Succeeded; each pod that asks for an accelerator on a node of the entry's pool (pods that ask
+for none may run on any node their taints allow) that has the resource; each LeaderWorkerSet group's pods on one
 TPU slice; every Service selecting pods has ready endpoints; every object is in the API
 server. Then undeploy leaves nothing of the entry but the weights claim (KEEP_WEIGHTS).
 KServe's controller does not run here: InferenceServices and LLMInferenceServices are only
@@ -134,8 +134,9 @@ def check_deployed(entry: Entry, docs: list[dict], namespace: str, pool: str) ->
         wants = {k for c in pod["spec"]["containers"] for k in ((c.get("resources") or {}).get("limits") or {})
                  if "/" in k}
         claims = any((c.get("resources") or {}).get("claims") for c in pod["spec"]["containers"])
-        expected = pool if (wants or claims) and pool else node_pools.DEFAULT_POOL["name"]
-        if not node or not node.startswith(expected + "-"):
+        # A pod that asks for no accelerator may run on any node its taints allow.
+        expected = pool if (wants or claims) and pool else None
+        if not node or (expected and not node.startswith(expected + "-")):
             problems.append(f"pod {name}: on node {node}, not in pool {expected}")
         elif wants - set(nodes[node]["status"]["allocatable"]):
             problems.append(f"pod {name}: node {node} has no {sorted(wants)}")
@@ -218,7 +219,9 @@ def run_entry(entry: Entry, keep: bool, out=sys.stdout) -> Optional[str]:
         return f"{err}\n{log.getvalue()[-1500:]}"
     finally:
         if not keep:
-            cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
+            # An entry's own namespace (llm-d) is the next entry's too: wait until it is gone.
+            cluster.kubectl("delete", "namespace", namespace, f"--wait={str(named).lower()}", "--timeout=120s",
+                            "--ignore-not-found", check=False)
             node_pools.delete(pool_objects)
 
 

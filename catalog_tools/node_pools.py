@@ -106,10 +106,9 @@ def pool(provider_name: str, accelerator: dict, replicas: int) -> tuple[str, lis
 
 
 def _generic_machine(machine: str) -> dict:
-    # Generic providers have no machine type: "N x PRODUCT" is a node with N GPUs; size the
-    # host as the GPU Operator's reference servers (16 cores and 128 GiB per GPU, at most 8).
-    count = int(machine.split(" x ")[0]) if " x " in machine else 1
-    return {"vCPU": 16 * count, "memoryGiB": 128 * count, "bootDiskGiB": 200}
+    # Generic providers have no machine type ("N x PRODUCT": a node with N GPUs) and their
+    # GPU servers no one size: a host as large as the clouds' 8-GPU machines (p5.48xlarge).
+    return {"vCPU": 192, "memoryGiB": 2048, "bootDiskGiB": 200}
 
 
 def _node(name: str, provider: dict, spec: dict, labels: dict, taints: list, resources: dict) -> dict:

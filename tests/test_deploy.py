@@ -56,13 +56,13 @@ def cluster(tmp_path):
     (bin_dir / "kubectl").write_text(FAKE_KUBECTL.format(python=sys.executable))
     (bin_dir / "kubectl").chmod(0o755)
 
-    def run(state: dict, *args: str) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
+    def run(state: dict, *args: str, entry: str = ENTRY) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
         (tmp_path / "cluster.json").write_text(json.dumps(state))
         log = tmp_path / "calls.log"
         log.write_text("")
         env = {**os.environ, "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
                "FAKE_CLUSTER": str(tmp_path / "cluster.json"), "FAKE_LOG": str(log)}
-        proc = subprocess.run([sys.executable, "-m", "catalog_tools.deploy", ENTRY, "--poll", "0", *args],
+        proc = subprocess.run([sys.executable, "-m", "catalog_tools.deploy", entry, "--poll", "0", *args],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         return proc, [json.loads(line) for line in log.read_text().splitlines()]
     return run
@@ -103,3 +103,12 @@ def test_undeploy_keeps_the_weights_when_asked(docker_image, cluster, tmp_path):
     assert proc.returncode == 0, proc.stderr
     deleted = (tmp_path / "calls.log.deleted").read_text()
     assert "kind: Deployment" in deleted and "kind: PersistentVolumeClaim" not in deleted
+
+
+def test_a_job_in_the_namespace_the_entry_names_is_watched_there(docker_image, cluster):
+    # llm-d entries name their namespace: the Job is not in the current one.
+    proc, calls = cluster({"job": [{"succeeded": 1}], "pods": []},
+                          entry="serving-catalog/llm-d/modelservice/vllm/llama3-8b/gke")
+    assert proc.returncode == 0, proc.stderr
+    gets = [c for c in calls if c[-4:-2] == ["get", "job/llama3-8b-download"]]
+    assert gets and all(c[:2] == ["--namespace", "llm-d"] for c in gets), calls
