@@ -18,6 +18,7 @@ cluster returns at once; a part that fails to start is named with its log file.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -31,6 +32,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Optional
+
+from krm_functions.krmfn import yamlio
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ROOT / "cluster" / "go"
@@ -368,7 +371,6 @@ def _lws_webhooks(d: Path) -> None:
     """The LWS release's own webhook configurations, pointed at the controller on loopback."""
     docs = [doc for doc in _kustomize_docs(_module_dir("lws") / "config" / "webhook")
             if doc["kind"] in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")]
-    import base64
     bundle = base64.b64encode((d / "ca.crt").read_bytes()).decode()
     for doc in docs:
         doc["metadata"]["name"] = "lws-" + doc["metadata"]["name"]
@@ -379,8 +381,7 @@ def _lws_webhooks(d: Path) -> None:
 
 
 def _kustomize_docs(directory: Path) -> list[dict]:
-    import yaml
-    return [doc for doc in yaml.safe_load_all(_kustomize(directory)) if doc]
+    return yamlio.load_all(_kustomize(directory))
 
 
 def running() -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import re
 import sys
 from contextlib import redirect_stdout
@@ -233,7 +234,6 @@ def main(argv: list[str]) -> int:
     if not cluster.running():
         print("e2e: the local control plane is not running: `make cluster`", file=sys.stderr)
         return 1
-    import os
     os.environ["KUBECONFIG"] = str(cluster.KUBECONFIG)
     chosen = entries()
     if args.entries:

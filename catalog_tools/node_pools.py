@@ -34,6 +34,9 @@ DEFAULT_POOL = {"name": "default-pool", "cpu": 16, "memoryGiB": 128, "nodes": 2}
 STORAGE_CLASSES = {"standard-rwx": "filestore.csi.storage.gke.io", "efs-sc": "efs.csi.aws.com",
                    "azurefile-csi-premium": "file.csi.azure.com"}
 DEFAULT_STORAGE_CLASS = ("standard", "rwx.csi.local")
+# Generic providers have no machine type ("N x PRODUCT": a node with N GPUs) and their GPU
+# servers no one size: a host as large as the clouds' 8-GPU machines (p5.48xlarge).
+GENERIC_HOST = {"vCPU": 192, "memoryGiB": 2048, "bootDiskGiB": 200}
 
 
 def _quantity_mi(gib: float) -> str:
@@ -43,21 +46,21 @@ def _quantity_mi(gib: float) -> str:
 def reserved(provider: dict, cpu: int, memory_gib: float) -> tuple[float, float]:
     """CPU cores and memory GiB the provider reserves (kube-reserved + eviction)."""
     rule = provider.get("reserved") or tables.table("accelerators")["reserved"]["default"]
-    cpu_reserved, left = 0.0, float(cpu)
-    for upto, share in rule["cpu"]:
-        take = min(left, upto)
-        cpu_reserved += take * share
-        left -= take
     if "memory" in rule:
-        mem_reserved, left = 0.0, memory_gib
-        for upto, share in rule["memory"]:
-            take = min(left, upto)
-            mem_reserved += take * share
-            left -= take
+        mem_reserved = _tiered(memory_gib, rule["memory"])
     else:
-        per_pod = rule["memoryMiBPerPod"]
-        mem_reserved = (rule["memoryMiB"] + per_pod * MAX_PODS) / 1024
-    return cpu_reserved, mem_reserved + rule["evictionMiB"] / 1024
+        mem_reserved = (rule["memoryMiB"] + rule["memoryMiBPerPod"] * MAX_PODS) / 1024
+    return _tiered(cpu, rule["cpu"]), mem_reserved + rule["evictionMiB"] / 1024
+
+
+def _tiered(amount: float, tiers: list) -> float:
+    """The share of `amount` reserved by [size, share] tiers, the first tier first."""
+    total, left = 0.0, float(amount)
+    for size, share in tiers:
+        take = min(left, size)
+        total += take * share
+        left -= take
+    return total
 
 
 def _taint(spec: str) -> dict:
@@ -95,7 +98,7 @@ def pool(provider_name: str, accelerator: dict, replicas: int) -> tuple[str, lis
     if any(machine in c["machines"] and "--spot" in c["flags"] for c in provider.get("capacity") or []):
         labels.update(provider["spot"]["nodeSelector"])
     taints = [_taint(t) for t in (provider.get("nodePoolTaints", {}).get(kind) or [])]
-    spec = machines.get(machine) or _generic_machine(machine)
+    spec = machines.get(machine) or GENERIC_HOST
     objects = []
     for index in range(nodes):
         node_name = f"{name}-{index}"
@@ -103,12 +106,6 @@ def pool(provider_name: str, accelerator: dict, replicas: int) -> tuple[str, lis
         if provider.get("gpuRequest") == "dra":
             objects.append(_resource_slice(node_name, row, int(accelerator.get("count", 1))))
     return name, objects
-
-
-def _generic_machine(machine: str) -> dict:
-    # Generic providers have no machine type ("N x PRODUCT": a node with N GPUs) and their
-    # GPU servers no one size: a host as large as the clouds' 8-GPU machines (p5.48xlarge).
-    return {"vCPU": 192, "memoryGiB": 2048, "bootDiskGiB": 200}
 
 
 def _node(name: str, provider: dict, spec: dict, labels: dict, taints: list, resources: dict) -> dict:
