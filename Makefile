@@ -67,7 +67,9 @@ crds:
 	@[ -n "$$(ls $(SERVING_CATALOG_CRDS)/*.yaml 2>/dev/null)" ] || scripts/fetch-crds $(SERVING_CATALOG_CRDS) \
 	  || echo "make crds: could not download CRDs; custom-resource checks will skip (they fail under CI=true)"
 
-test: setup crds conformance-envs policy-env
+# The e2e tier (tests/test_e2e.py) deploys every entry on the local control plane: the
+# first `make cluster` builds it from Go modules (about 20 minutes on 2 cores, then cached).
+test: setup crds conformance-envs policy-env cluster
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The pinned server releases, CPU only, cached in build/conformance (minutes the first time).
@@ -115,7 +117,7 @@ cluster-down: venv
 	$(PY) -m catalog_tools.cluster down
 
 e2e: setup cluster
-	$(PY) -m catalog_tools.e2e $(if $(filter command line,$(origin ENTRY)),$(ENTRY)) $(if $(KEEP),--keep)
+	$(PY) -m catalog_tools.e2e $(if $(filter command line,$(origin ENTRY)),$(ENTRY)) $(if $(KEEP),--keep) $(if $(JOBS),--jobs $(JOBS))
 
 e2e-kind: setup crds
 	E2E_KIND=1 $(PY) -m pytest tests/test_e2e_kind.py $(PYTEST_ARGS)

@@ -19,6 +19,7 @@ cluster returns at once; a part that fails to start is named with its log file.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -333,6 +334,10 @@ def _write_configs() -> None:
     # The stages kwokctl itself runs fake nodes and pods with: nodes become Ready and keep a
     # lease, pods become Ready once bound, a Job's pods complete.
     stages = [_kustomize(kwok / part) for part in ("node/fast", "node/heartbeat-with-lease", "pod/fast")]
+    # KWOK's own chaos stage: a pod labelled pod-container-running-failed.stage.kwok.x-k8s.io
+    # fails with the reason, message and exit code its annotations give (how the e2e tier
+    # shows what `make deploy` says about a failing Job).
+    stages.append((kwok / "pod" / "chaos" / "pod-container-running-failed.yaml").read_text())
     (STATE / "kwok-stages.yaml").write_text("\n---\n".join(stages))
     (STATE / "lws-config.yaml").write_text(f"""apiVersion: config.lws.x-k8s.io/v1alpha1
 kind: Configuration
@@ -382,6 +387,23 @@ def _lws_webhooks(d: Path) -> None:
 
 def _kustomize_docs(directory: Path) -> list[dict]:
     return yamlio.load_all(_kustomize(directory))
+
+
+@contextlib.contextmanager
+def environment():
+    """KUBECONFIG pointing here and the project's kubectl first on PATH (deploy.py runs
+    `kubectl` as a user's shell would find it), for the duration."""
+    before = {key: os.environ.get(key) for key in ("KUBECONFIG", "PATH")}
+    os.environ["KUBECONFIG"] = str(KUBECONFIG)
+    os.environ["PATH"] = f"{Path(_kubectl()).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def running() -> bool:

@@ -106,8 +106,17 @@ def pod_problem(pod: dict, namespace: Optional[str]) -> Optional[str]:
             if GATED.search(log):
                 return (f"pod {name}: the download was refused: accept the model's licence on its Hugging Face page "
                         f"with the account whose token is in the Secret (log: {GATED.search(log).group(0)})")
-            last = [line for line in log.strip().splitlines() if line.strip()][-1:] or ["(no log)"]
-            return f"pod {name}: exited {terminated['exitCode']}: {last[0][:300]}"
+            # The container's termination message (the kubelet's, or the end of its log with
+            # terminationMessagePolicy FallbackToLogsOnError) where the log is gone.
+            said = terminated.get("message") or ""
+            if GATED.search(said):
+                log = said
+            if GATED.search(log):
+                return (f"pod {name}: the download was refused: accept the model's licence on its Hugging Face page "
+                        f"with the account whose token is in the Secret (log: {GATED.search(log).group(0)})")
+            last = [line for line in (log.strip() or said).splitlines() if line.strip()][-1:] or ["(no log)"]
+            reason = f" ({terminated['reason']})" if terminated.get("reason") not in (None, "Error") else ""
+            return f"pod {name}: exited {terminated['exitCode']}{reason}: {last[0][:300]}"
     for condition in (pod.get("status") or {}).get("conditions") or []:
         if condition.get("reason") == "Unschedulable" and condition.get("status") == "False":
             # Not fatal: a cluster autoscaler may add the node. Reported as progress.
@@ -115,10 +124,41 @@ def pod_problem(pod: dict, namespace: Optional[str]) -> Optional[str]:
     return None
 
 
+class CreationRefused:
+    """A controller's pods that the API server refuses to create (Pod Security admission, a
+    quota): a FailedCreate event saying "forbidden" on the workload or an object it owns,
+    newer than the deploy. Waiting does not help: it is an error at once."""
+
+    def __init__(self, namespace: Optional[str]):
+        self.namespace = namespace
+        self.before = {uid: count for uid, count, _, _ in self._events()}
+
+    def _events(self) -> list[tuple[str, int, str, str]]:
+        text = kubectl("get", "events", "--field-selector", "reason=FailedCreate", "-o", "json",
+                       namespace=self.namespace, check=False)
+        try:
+            items = json.loads(text or "{}").get("items", [])
+        except json.JSONDecodeError:
+            return []
+        return [(e["metadata"].get("uid", ""), int(e.get("count") or 1), (e.get("involvedObject") or {}).get("name", ""),
+                 e.get("message", "")) for e in items]
+
+    def check(self, workloads: list[str]) -> Optional[tuple[str, str]]:
+        """(workload, what was refused) for the first workload whose pods were refused."""
+        for uid, count, owner, message in self._events():
+            if self.before.get(uid, 0) >= count or "forbidden" not in message:
+                continue
+            for workload in workloads:
+                if owner == workload or owner.startswith(workload + "-"):
+                    return workload, f"{owner}: {message[:600]}"
+        return None
+
+
 def watch_job(job: str, namespace: Optional[str], timeout: int, poll: float, out=None,
               unschedulable: Optional[Unschedulable] = None) -> None:
     out = out or sys.stdout
     start = time.monotonic()
+    refused = CreationRefused(namespace)
     while True:
         state = json.loads(kubectl("get", f"job/{job}", "-o", "json", namespace=namespace))
         status = state.get("status") or {}
@@ -129,6 +169,8 @@ def watch_job(job: str, namespace: Optional[str], timeout: int, poll: float, out
             if condition.get("type") == "Failed" and condition.get("status") == "True":
                 raise DeployError(f"job/{job} failed: {condition.get('reason')}: {condition.get('message', '')}")
         pods = json.loads(kubectl("get", "pods", "-l", f"job-name={job}", "-o", "json", namespace=namespace))["items"]
+        if not pods and (refusal := refused.check([job])):
+            raise DeployError(f"job/{job}: the pod was refused: {refusal[1]}")
         for pod in pods:
             problem = pod_problem(pod, namespace) or (unschedulable and unschedulable.check(pod))
             if problem:
@@ -141,7 +183,9 @@ def watch_job(job: str, namespace: Optional[str], timeout: int, poll: float, out
         time.sleep(poll)
 
 
-def deploy(entry: str, namespace: Optional[str], timeout: int, poll: float, rollout_timeout: int = 0) -> None:
+def deploy(entry: str, namespace: Optional[str], timeout: int, poll: float, rollout_timeout: int = 0,
+           out=None, unschedulable_grace: float = UNSCHEDULABLE_GRACE) -> None:
+    out = out or sys.stdout
     with tempfile.TemporaryDirectory(prefix="deploy-") as tmp:
         rendered = Path(tmp) / "rendered.yaml"
         rendered.write_text(render_text(entry))
@@ -149,15 +193,27 @@ def deploy(entry: str, namespace: Optional[str], timeout: int, poll: float, roll
         # A Job in the namespace the entry names (llm-d's) is watched there.
         jobs = [(d["metadata"]["name"], d["metadata"].get("namespace") or namespace) for d in docs
                 if d.get("kind") == "Job" and (d["metadata"].get("labels") or {}).get("prerequisite") == "model-load"]
-        if jobs:
-            print(f"deploy: {entry}: model-load first ({', '.join(name for name, _ in jobs)})", flush=True)
-            kubectl("apply", "--selector", PREREQUISITE, "-f", str(rendered), namespace=namespace)
-            for job, job_namespace in jobs:
-                watch_job(job, job_namespace, timeout, poll, unschedulable=Unschedulable(entry, job_namespace))
-        print(f"deploy: {entry}: the server and the rest", flush=True)
-        sys.stdout.write(kubectl("apply", "-f", str(rendered), namespace=namespace))
-        if rollout_timeout:
-            watch_rollout(entry, docs, namespace, rollout_timeout, poll)
+        applied = ""
+        try:
+            if jobs:
+                print(f"deploy: {entry}: model-load first ({', '.join(name for name, _ in jobs)})", file=out, flush=True)
+                kubectl("apply", "--selector", PREREQUISITE, "-f", str(rendered), namespace=namespace)
+                applied = "the model-load Job and its volume"
+                for job, job_namespace in jobs:
+                    watch_job(job, job_namespace, timeout, poll, out=out,
+                              unschedulable=Unschedulable(entry, job_namespace, unschedulable_grace))
+            print(f"deploy: {entry}: the server and the rest", file=out, flush=True)
+            out.write(kubectl("apply", "-f", str(rendered), namespace=namespace))
+            applied = "the whole entry"
+            if rollout_timeout:
+                watch_rollout(entry, docs, namespace, rollout_timeout, poll, out=out, grace=unschedulable_grace)
+        except DeployError as err:
+            if not applied:
+                raise
+            # Say what stays in the cluster and how to take it away.
+            where = f" NAMESPACE={namespace}" if namespace else ""
+            raise DeployError(f"{err}\n  still applied: {applied}. Fix the cause and run `make deploy ENTRY={entry}{where}` "
+                              f"again, or remove it with `make undeploy ENTRY={entry}{where}`") from None
 
 
 def _ready(workload: dict) -> tuple[int, int]:
@@ -167,25 +223,31 @@ def _ready(workload: dict) -> tuple[int, int]:
 
 
 def watch_rollout(entry: str, docs: list[dict], namespace: Optional[str], timeout: int, poll: float,
-                  out=None) -> None:
+                  out=None, grace: float = UNSCHEDULABLE_GRACE) -> None:
     """Wait until every workload of the entry has its replicas ready; stop at once with the
     reason when a pod cannot start or cannot be scheduled."""
     workloads = [(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace") or namespace)
                  for d in docs if d.get("kind") in WORKLOADS]
     out = out or sys.stdout
     start, waiting = time.monotonic(), {}
+    refused = {ns: CreationRefused(ns) for ns in {ns for _, _, ns in workloads}}
     while workloads:
-        pending = []
+        pending, waiting_in = [], {}
         for kind, name, ns in workloads:
-            state = json.loads(kubectl("get", f"{kind.lower()}/{name}", "-o", "json", namespace=ns))
-            ready, wanted = _ready(state)
+            ready, wanted = _ready(json.loads(kubectl("get", f"{kind.lower()}/{name}", "-o", "json", namespace=ns)))
             if ready < wanted:
                 pending.append(f"{kind.lower()}/{name} {ready}/{wanted}")
-                checker = waiting.setdefault(ns, Unschedulable(entry, ns))
-                for pod in json.loads(kubectl("get", "pods", "-o", "json", namespace=ns))["items"]:
-                    problem = pod_problem(pod, ns) or checker.check(pod)
-                    if problem:
-                        raise DeployError(f"{kind.lower()}/{name}: {problem}")
+                waiting_in.setdefault(ns, []).append(f"{kind.lower()}/{name}")
+        # Per namespace: pods the API server refuses to create, then pods that cannot start.
+        for ns, names in waiting_in.items():
+            refusal = refused[ns].check([n.split("/", 1)[1] for n in names])
+            if refusal:
+                raise DeployError(f"{refusal[0]}: its pods are refused: {refusal[1]}")
+            checker = waiting.setdefault(ns, Unschedulable(entry, ns, grace))
+            for pod in json.loads(kubectl("get", "pods", "-o", "json", namespace=ns))["items"]:
+                problem = pod_problem(pod, ns) or checker.check(pod)
+                if problem:
+                    raise DeployError(f"{', '.join(names)}: {problem}")
         elapsed = int(time.monotonic() - start)
         if not pending:
             print(f"deploy: {entry}: ready after {elapsed}s", file=out, flush=True)
@@ -196,14 +258,14 @@ def watch_rollout(entry: str, docs: list[dict], namespace: Optional[str], timeou
         time.sleep(poll)
 
 
-def delete(entry: str, namespace: Optional[str], keep_weights: bool) -> None:
+def delete(entry: str, namespace: Optional[str], keep_weights: bool, out=None) -> None:
     docs = yamlio.load_all(render_text(entry))
     if keep_weights:
         docs = [d for d in docs if d.get("kind") != "PersistentVolumeClaim"]
     with tempfile.TemporaryDirectory(prefix="deploy-") as tmp:
         rendered = Path(tmp) / "rendered.yaml"
         rendered.write_text(yamlio.dump_all(docs))
-        sys.stdout.write(kubectl("delete", "--ignore-not-found", "-f", str(rendered), namespace=namespace))
+        (out or sys.stdout).write(kubectl("delete", "--ignore-not-found", "-f", str(rendered), namespace=namespace))
 
 
 def main(argv: list[str]) -> int:

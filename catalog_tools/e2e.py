@@ -13,6 +13,10 @@ TPU slice; every Service selecting pods has ready endpoints; every object is in 
 server. Then undeploy leaves nothing of the entry but the weights claim (KEEP_WEIGHTS).
 KServe's controller does not run here: InferenceServices and LLMInferenceServices are only
 admitted (their CRDs' schemas and CEL rules), and the tier says so.
+
+Entries run side by side in lanes (--jobs): entries whose pods could land on the same fake
+nodes (the same provider and accelerator) or that share the namespace they name run one
+after another in one lane; each entry gets a node pool of its own.
 Last line: `<n> of <m> entries deployed`.
 """
 
@@ -24,9 +28,10 @@ import json
 import os
 import re
 import sys
-from contextlib import redirect_stdout
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from krm_functions import tables
 from krm_functions.krmfn import yamlio
@@ -39,6 +44,8 @@ from .render import RenderError, render_text
 ADMITTED_ONLY = {"InferenceService", "LLMInferenceService"}
 SECRET_PLACEHOLDER = "e2e-not-a-token"
 ROLLOUT_TIMEOUT = 180
+# Lanes at once: the control plane and kubectl share the machine's cores.
+JOBS = 4
 
 
 class EntryFailed(Exception):
@@ -139,6 +146,9 @@ def check_deployed(entry: Entry, docs: list[dict], namespace: str, pool: str) ->
         expected = pool if (wants or claims) and pool else None
         if not node or (expected and not node.startswith(expected + "-")):
             problems.append(f"pod {name}: on node {node}, not in pool {expected}")
+        elif node not in nodes:
+            if phase != "Succeeded":  # a finished Job's pod may outlive its node
+                problems.append(f"pod {name}: {phase} on node {node}, which is gone")
         elif wants - set(nodes[node]["status"]["allocatable"]):
             problems.append(f"pod {name}: node {node} has no {sorted(wants)}")
     for d in docs:
@@ -185,8 +195,9 @@ def _objects_left(docs: list[dict], namespace: str, keep_weights: bool) -> list[
     return left
 
 
-def run_entry(entry: Entry, keep: bool, out=sys.stdout) -> Optional[str]:
-    """None when the entry deployed and passed; else what failed."""
+def run_entry(entry: Entry, keep: bool, out=sys.stdout, pool_name: Optional[str] = None) -> Optional[str]:
+    """None when the entry deployed and passed; else what failed. `pool_name`: a node pool
+    of the entry's own (default: the README's name for it)."""
     docs = yamlio.load_all(render_text(entry.path))
     namespace, named = namespace_for(entry, docs)
     level = pod_security_level(docs)
@@ -196,20 +207,19 @@ def run_entry(entry: Entry, keep: bool, out=sys.stdout) -> Optional[str]:
                         f"--from-literal=HF_TOKEN={SECRET_PLACEHOLDER}", check=False)
     pool, pool_objects = ("", [])
     if entry.accelerator and not {d["kind"] for d in docs} & ADMITTED_ONLY:
-        pool, pool_objects = node_pools.pool(entry.provider, entry.accelerator, accelerator_pods(entry, docs))
+        pool, pool_objects = node_pools.pool(entry.provider, entry.accelerator, accelerator_pods(entry, docs),
+                                             name=pool_name)
         node_pools.apply([json.loads(json.dumps(o)) for o in pool_objects])
     log = io.StringIO()
     try:
-        with redirect_stdout(log):
-            deploy.deploy(str(entry.path), None if named else namespace, timeout=300, poll=1,
-                          rollout_timeout=ROLLOUT_TIMEOUT)
+        deploy.deploy(str(entry.path), None if named else namespace, timeout=300, poll=1,
+                      rollout_timeout=ROLLOUT_TIMEOUT, out=log)
         problems = check_deployed(entry, docs, namespace, pool)
         admitted = sorted({d["kind"] for d in docs} & ADMITTED_ONLY)
         if problems:
             return "; ".join(problems)
         if not keep:
-            with redirect_stdout(log):
-                deploy.delete(str(entry.path), None if named else namespace, keep_weights=True)
+            deploy.delete(str(entry.path), None if named else namespace, keep_weights=True, out=log)
             left = _objects_left(docs, namespace, keep_weights=True)
             if left:
                 return f"undeploy left {', '.join(left)}"
@@ -226,15 +236,85 @@ def run_entry(entry: Entry, keep: bool, out=sys.stdout) -> Optional[str]:
             node_pools.delete(pool_objects)
 
 
+def untainted(entry: Entry) -> bool:
+    """Whether the entry's pool has no taint (generic clusters): any pod may land there."""
+    return bool(entry.accelerator) and not any(
+        (tables.provider(entry.provider).get("nodePoolTaints") or {}).values())
+
+
+def lanes(chosen: list[Entry]) -> list[list[Entry]]:
+    """Entries that must not run at once, together: the same (provider, accelerator), whose
+    pods any of their pools' nodes would take, or the same named namespace."""
+    parent: dict[str, str] = {}
+
+    def find(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    with ThreadPoolExecutor(max_workers=JOBS) as pool:  # renders are cached for the run
+        rendered = list(pool.map(lambda e: yamlio.load_all(render_text(e.path)), chosen))
+    keys = []
+    for entry, docs in zip(chosen, rendered):
+        own = [f"entry:{entry.path}"]
+        if entry.accelerator:
+            own.append(f"nodes:{entry.provider}/{entry.accelerator['accelerator']}")
+            if untainted(entry):
+                own.append("nodes:untainted")
+        own += [f"namespace:{n}" for n in {d["metadata"].get("namespace") for d in docs} if n]
+        for key in own[1:]:
+            parent[find(key)] = find(own[0])
+        keys.append(own[0])
+    grouped: dict[str, list[Entry]] = {}
+    for entry, key in zip(chosen, keys):
+        grouped.setdefault(find(key), []).append(entry)
+    # The longest lanes first, so that they do not finish last.
+    return sorted(grouped.values(), key=len, reverse=True)
+
+
+def run_all(chosen: list[Entry], keep: bool = False, jobs: int = JOBS,
+            report: Callable[[Entry, Optional[str], str], None] = lambda *_: None) -> dict[str, Optional[str]]:
+    """Every entry, lanes side by side: {entry path: None if deployed, else what failed}."""
+    index = {str(e.path): i for i, e in enumerate(chosen)}
+    results: dict[str, Optional[str]] = {}
+    lock = threading.Lock()
+
+    def run_lane(lane: list[Entry]) -> None:
+        for entry in lane:
+            out = io.StringIO()
+            # With more than one entry, a pool of the entry's own: KEEP=1 leaves them all.
+            pool_name = f"{entry.accelerator['accelerator']}-pool-e{index[str(entry.path)]}" \
+                if entry.accelerator and len(chosen) > 1 else None
+            try:
+                failure = run_entry(entry, keep, out=out, pool_name=pool_name)
+            except (RenderError, cluster.ClusterError, deploy.DeployError) as err:
+                failure = str(err)
+            except Exception as err:  # one entry's surprise must not stop the others
+                failure = f"{type(err).__name__}: {err}"
+            with lock:
+                results[str(entry.path)] = failure
+                report(entry, failure, out.getvalue())
+
+    # Untainted pools take other entries' pods (a Job, an endpoint picker) and then go with
+    # their entry: their lane runs after the others.
+    first = [lane for lane in lanes(chosen) if not any(untainted(e) for e in lane)]
+    last = [lane for lane in lanes(chosen) if any(untainted(e) for e in lane)]
+    for batch in (first, last):
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for future in [pool.submit(run_lane, lane) for lane in batch]:
+                future.result()
+    return results
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="e2e", description=__doc__.split("\n\n")[0])
     parser.add_argument("entries", nargs="*", help="entry paths (default: every entry)")
     parser.add_argument("--keep", action="store_true", help="leave every entry running, one namespace each")
+    parser.add_argument("--jobs", type=int, default=JOBS, help=f"lanes at once (default {JOBS})")
     args = parser.parse_args(argv)
     if not cluster.running():
         print("e2e: the local control plane is not running: `make cluster`", file=sys.stderr)
         return 1
-    os.environ["KUBECONFIG"] = str(cluster.KUBECONFIG)
     chosen = entries()
     if args.entries:
         wanted = {str(Path(e)).rstrip("/") for e in args.entries}
@@ -243,17 +323,15 @@ def main(argv: list[str]) -> int:
         if unknown:
             print(f"e2e: not a catalog entry: {', '.join(sorted(unknown))}", file=sys.stderr)
             return 2
-    deployed = 0
-    for i, entry in enumerate(chosen, 1):
-        print(f"[{i}/{len(chosen)}] {entry.path}: ", end="", flush=True)
-        try:
-            failure = run_entry(entry, args.keep)
-        except (RenderError, cluster.ClusterError) as err:
-            failure = str(err)
-        if failure:
-            print(f"FAILED: {failure}", flush=True)
-        else:
-            deployed += 1
+    done = iter(range(1, len(chosen) + 1))
+
+    def report(entry: Entry, failure: Optional[str], out: str) -> None:
+        print(f"[{next(done)}/{len(chosen)}] {entry.path}: {out.strip() if not failure else 'FAILED: ' + failure}",
+              flush=True)
+
+    with cluster.environment():
+        results = run_all(chosen, args.keep, args.jobs, report)
+    deployed = sum(1 for failure in results.values() if failure is None)
     print(f"{deployed} of {len(chosen)} entries deployed")
     return 0 if deployed == len(chosen) else 1
 

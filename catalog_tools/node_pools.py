@@ -48,9 +48,22 @@ def reserved(provider: dict, cpu: int, memory_gib: float) -> tuple[float, float]
     rule = provider.get("reserved") or tables.table("accelerators")["reserved"]["default"]
     if "memory" in rule:
         mem_reserved = _tiered(memory_gib, rule["memory"])
+    elif "memoryMB" in rule:  # decimal megabytes (AKS)
+        mem_reserved = (rule["memoryMB"] + rule["memoryMBPerPod"] * MAX_PODS) * 1e6 / 2**30
     else:
         mem_reserved = (rule["memoryMiB"] + rule["memoryMiBPerPod"] * MAX_PODS) / 1024
+    if "memoryMaxShare" in rule:
+        mem_reserved = min(mem_reserved, memory_gib * rule["memoryMaxShare"])
     return _tiered(cpu, rule["cpu"]), mem_reserved + rule["evictionMiB"] / 1024
+
+
+def boot_disk_gib(provider: dict, spec: dict) -> int:
+    """The node's disk: the machine's own, else the provider's default (a size, or
+    [up to vCPUs, GiB] tiers where it grows with the machine)."""
+    disk = spec.get("bootDiskGiB") or provider.get("bootDiskGiB", 100)
+    if isinstance(disk, list):
+        return next(size for most, size in disk if spec["vCPU"] <= most)
+    return disk
 
 
 def _tiered(amount: float, tiers: list) -> float:
@@ -69,8 +82,9 @@ def _taint(spec: str) -> dict:
     return {"key": key, **({"value": value} if value else {}), "effect": effect}
 
 
-def pool(provider_name: str, accelerator: dict, replicas: int) -> tuple[str, list[dict]]:
-    """(pool name, objects) for `replicas` pods of the entry's accelerator spec."""
+def pool(provider_name: str, accelerator: dict, replicas: int, name: Optional[str] = None) -> tuple[str, list[dict]]:
+    """(pool name, objects) for `replicas` pods of the entry's accelerator spec; the pool is
+    named as the README's command names it unless `name` is given."""
     provider = tables.provider(provider_name)
     row = tables.accelerator(provider_name, accelerator["accelerator"])
     machines = tables.table("accelerators")["machineTypes"]
@@ -88,7 +102,7 @@ def pool(provider_name: str, accelerator: dict, replicas: int) -> tuple[str, lis
         resource = row.get("resource") or provider["gpuResource"] if provider.get("gpuRequest") != "dra" else None
         resources = {resource: str(count)} if resource else {}
         kind = "gpu"
-    name = f"{accelerator['accelerator']}-pool"
+    name = name or f"{accelerator['accelerator']}-pool"
     values = {"pool": name, "accelerator": accelerator["accelerator"], "machine": machine,
               "topology": accelerator.get("topology", "")}
     labels = {k: v.format(**values) for k, v in (provider.get("nodePoolLabels", {}).get(kind) or {}).items()}
@@ -111,7 +125,7 @@ def pool(provider_name: str, accelerator: dict, replicas: int) -> tuple[str, lis
 def _node(name: str, provider: dict, spec: dict, labels: dict, taints: list, resources: dict) -> dict:
     cpu, memory = spec["vCPU"], spec["memoryGiB"]
     cpu_reserved, mem_reserved = reserved(provider, cpu, memory)
-    disk = spec.get("bootDiskGiB") or provider.get("bootDiskGiB", 100)
+    disk = boot_disk_gib(provider, spec)
     capacity = {"cpu": str(cpu), "memory": _quantity_mi(memory), "ephemeral-storage": f"{disk}Gi",
                 "pods": str(MAX_PODS), **resources}
     allocatable = {**capacity, "cpu": f"{int((cpu - cpu_reserved) * 1000)}m",
@@ -125,6 +139,8 @@ def _node(name: str, provider: dict, spec: dict, labels: dict, taints: list, res
 
 
 def _resource_slice(node: str, row: dict, count: int) -> dict:
+    # The attributes the driver publishes for a full GPU (k8s-dra-driver-gpu v25.8+:
+    # type, productName, and memory capacity; no index attribute).
     match = re.search(r"productName == '([^']+)'", row["draSelector"])
     product = match.group(1)
     return {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice",
@@ -132,8 +148,7 @@ def _resource_slice(node: str, row: dict, count: int) -> dict:
             "spec": {"driver": "gpu.nvidia.com", "nodeName": node,
                      "pool": {"name": node, "generation": 1, "resourceSliceCount": 1},
                      "devices": [{"name": f"gpu-{i}", "attributes": {
-                         "type": {"string": "gpu"}, "productName": {"string": product},
-                         "index": {"int": i}},
+                         "type": {"string": "gpu"}, "productName": {"string": product}},
                          "capacity": {"memory": {"value": _quantity_mi(row["memoryGiB"])}}}
                          for i in range(count)]}}
 

@@ -29,6 +29,11 @@ if args[0] in ("apply", "delete"):
     print(args[0] + "d"); sys.exit(0)
 if args[:2] == ["get", "pods"]:
     print(json.dumps({{"items": state["pods"]}})); sys.exit(0)
+if args[:2] == ["get", "events"]:
+    # Events appear after the first look (deploy notes what was there before it began).
+    seen = state.setdefault("event_looks", 0); state["event_looks"] = seen + 1
+    json.dump(state, open(os.environ["FAKE_CLUSTER"], "w"))
+    print(json.dumps({{"items": state.get("events", []) if seen else []}})); sys.exit(0)
 if args[0] == "get":
     polls = state.setdefault("polls", 0); state["polls"] = polls + 1
     json.dump(state, open(os.environ["FAKE_CLUSTER"], "w"))
@@ -112,3 +117,25 @@ def test_a_job_in_the_namespace_the_entry_names_is_watched_there(docker_image, c
     assert proc.returncode == 0, proc.stderr
     gets = [c for c in calls if c[-4:-2] == ["get", "job/llama3-8b-download"]]
     assert gets and all(c[:2] == ["--namespace", "llm-d"] for c in gets), calls
+
+
+PSA_REFUSAL = ('Error creating: pods "vllm-gemma-2b-download-x" is forbidden: violates PodSecurity "restricted:v1.34": '
+               'runAsNonRoot != true (pod or container "download" must set securityContext.runAsNonRoot=true)')
+
+
+def test_a_pod_refused_by_pod_security_fails_at_once_with_the_admission_message(docker_image, cluster):
+    event = {"metadata": {"uid": "e1"}, "count": 1, "reason": "FailedCreate", "message": PSA_REFUSAL,
+             "involvedObject": {"kind": "Job", "name": "vllm-gemma-2b-download"}}
+    proc, calls = cluster({"job": [{}], "pods": [], "events": [event]})
+    assert proc.returncode == 1
+    assert 'violates PodSecurity "restricted:v1.34": runAsNonRoot != true' in proc.stderr
+    # Nothing is left half-applied without saying so.
+    assert "still applied: " in proc.stderr and "make undeploy ENTRY=" + ENTRY in proc.stderr
+    assert not _applied_server(calls)
+
+
+def test_a_job_pod_that_exits_names_its_termination_message_when_the_log_is_gone(docker_image, cluster):
+    pod = {"metadata": {"name": "p"}, "status": {"phase": "Failed", "containerStatuses": [{"state": {"terminated": {
+        "exitCode": 1, "reason": "Error", "message": "huggingface_hub.errors.RepositoryNotFoundError: 404"}}}]}}
+    proc, _ = cluster({"job": [{}], "pods": [pod]})
+    assert proc.returncode == 1 and "exited 1: huggingface_hub.errors.RepositoryNotFoundError: 404" in proc.stderr

@@ -91,3 +91,32 @@ def test_namespaces_are_valid_names():
     for entry in entries():
         namespace, named = e2e.namespace_for(entry, [])
         assert len(namespace) <= 63 and namespace.replace("-", "").isalnum() and not named
+
+
+def test_aks_reserves_the_cpu_its_documentation_lists_for_each_core_count():
+    # learn.microsoft.com/azure/aks/node-resource-reservations: millicores for 1..64 cores.
+    documented = {1: 60, 2: 100, 4: 140, 8: 180, 16: 260, 32: 420, 64: 740}
+    aks = tables.provider("aks")
+    for cores, millicores in documented.items():
+        cpu, _ = node_pools.reserved(aks, cores, 1024)
+        assert round(cpu * 1000) == millicores, cores
+
+
+def test_aks_memory_reservation_is_capped_at_a_quarter_of_the_vm():
+    aks = tables.provider("aks")
+    _, small = node_pools.reserved(aks, 2, 4)
+    assert small == pytest.approx(4 * 0.25 + 100 / 1024)
+    _, large = node_pools.reserved(aks, 96, 1900)
+    assert large == pytest.approx((50 + 20 * node_pools.MAX_PODS) * 1e6 / 2**30 + 100 / 1024)
+
+
+def test_an_aks_nodes_disk_grows_with_its_vcpus_as_the_os_disk_default_does():
+    aks = tables.provider("aks")
+    assert [node_pools.boot_disk_gib(aks, {"vCPU": n}) for n in (4, 8, 24, 96)] == [128, 256, 512, 1024]
+
+
+def test_dra_slices_publish_only_the_drivers_attributes():
+    _, objects = node_pools.pool("generic-dra", {"accelerator": "nvidia-l4", "count": 2}, 1)
+    slices = [o for o in objects if o["kind"] == "ResourceSlice"]
+    for device in slices[0]["spec"]["devices"]:
+        assert set(device["attributes"]) == {"type", "productName"}
