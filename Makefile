@@ -37,9 +37,9 @@ help:
 	@echo "make benchmark ENTRY=... [URL=...]  the entry's inference-perf Job, ConfigMap and claim (pipe to kubectl apply -f -)"
 	@echo "make bench    benchmarks (not tests): SDK vs kustomize builtins, container overhead, entry render times"
 	@echo "make crds     download the pinned CRD schemas into build/crds"
-	@echo "make cluster  build (first time: ~20 min on 2 cores, then cached) and start a local control plane (build/cluster)"
+	@echo "make cluster  build (first time: ~10 min on 2 cores, then cached) and start a local control plane (build/cluster)"
 	@echo "make cluster-down  stop it"
-	@echo "make e2e [ENTRY=...] [KEEP=1]  every entry deployed on the local control plane (make cluster first)"
+	@echo "make e2e [ENTRY=...] [KEEP=1] [JOBS=4]  every entry deployed on the local control plane (make cluster first)"
 	@echo "make e2e-kind a kind cluster: every entry applied with --dry-run=server (needs kind and network)"
 
 setup: venv docker images
@@ -68,7 +68,7 @@ crds:
 	  || echo "make crds: could not download CRDs; custom-resource checks will skip (they fail under CI=true)"
 
 # The e2e tier (tests/test_e2e.py) deploys every entry on the local control plane: the
-# first `make cluster` builds it from Go modules (about 20 minutes on 2 cores, then cached).
+# first `make cluster` builds it from Go modules (about 10 minutes on 2 cores, then cached).
 test: setup crds conformance-envs policy-env cluster
 	$(PY) -m pytest $(PYTEST_ARGS)
 

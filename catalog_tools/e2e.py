@@ -110,17 +110,23 @@ def _wants_accelerator(spec: dict) -> bool:
 
 
 def accelerator_pods(entry: Entry, docs: list[dict]) -> int:
-    """How many pods (GPU: a node each) or slices (TPU) of its accelerator the entry runs."""
+    """How many pods (GPU: a node each) or slices (TPU) of its accelerator the entry runs at
+    once. A model-load Job (Triton's engine build) finishes before the server starts: its
+    nodes are the server's."""
     tpu = tables.accelerator(entry.provider, entry.accelerator["accelerator"])["type"] == "tpu"
-    count, slices = 0, set()
+    counts, slices = {"Job": 0, "server": 0}, {"Job": set(), "server": set()}
     for workload, spec, pods in pod_specs(docs):
         if not _wants_accelerator(spec):
             continue
+        phase = "Job" if workload["kind"] == "Job" else "server"
         if tpu:  # a slice per replica: a single-host pod, or a LeaderWorkerSet group
-            slices.add((workload["kind"], workload["metadata"]["name"], int(workload["spec"].get("replicas", 1))))
+            slices[phase].add((workload["kind"], workload["metadata"]["name"],
+                               int(workload["spec"].get("replicas", 1))))
         else:
-            count += pods
-    return max(sum(r for _, _, r in slices) if tpu else count, 1)
+            counts[phase] += pods
+    if tpu:
+        counts = {phase: sum(r for _, _, r in found) for phase, found in slices.items()}
+    return max(*counts.values(), 1)
 
 
 def _ns(namespace: str, level: str) -> None:
@@ -132,7 +138,10 @@ def _ns(namespace: str, level: str) -> None:
 def check_deployed(entry: Entry, docs: list[dict], namespace: str, pool: str) -> list[str]:
     problems = []
     nodes = {n["metadata"]["name"]: n for n in json.loads(cluster.kubectl("get", "nodes", "-o", "json"))["items"]}
-    pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json"))["items"]
+    # The entry's own pods: a namespace the entry names (llm-d's) holds other entries' too.
+    owners = tuple(f"{w['metadata']['name']}-" for w, _, _ in pod_specs(docs))
+    pods = [pod for pod in json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json"))["items"]
+            if pod["metadata"]["name"].startswith(owners)]
     for pod in pods:
         name, phase = pod["metadata"]["name"], pod["status"].get("phase")
         node = pod["spec"].get("nodeName")
@@ -306,6 +315,29 @@ def run_all(chosen: list[Entry], keep: bool = False, jobs: int = JOBS,
     return results
 
 
+def check_kept() -> list[str]:
+    """With --keep: every pod of the cluster Running or Succeeded, on a node that has what it
+    asks for (an extended resource, or the devices of its allocated claims)."""
+    nodes = {n["metadata"]["name"]: n for n in json.loads(cluster.kubectl("get", "nodes", "-o", "json"))["items"]}
+    problems, count = [], 0
+    for pod in json.loads(cluster.kubectl("get", "pods", "-A", "-o", "json"))["items"]:
+        count += 1
+        where = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+        phase, node = pod["status"].get("phase"), pod["spec"].get("nodeName")
+        if phase not in ("Running", "Succeeded"):
+            problems.append(f"{where}: {phase}")
+        elif node not in nodes:
+            if phase != "Succeeded":
+                problems.append(f"{where}: on node {node}, which is gone")
+        else:
+            wants = {k for c in pod["spec"]["containers"] for k in ((c.get("resources") or {}).get("limits") or {})
+                     if "/" in k}
+            if wants - set(nodes[node]["status"]["allocatable"]):
+                problems.append(f"{where}: node {node} has no {sorted(wants)}")
+    print(f"kept: {count} pods, {count - len(problems)} Running or Succeeded on a node with what they ask for")
+    return problems
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="e2e", description=__doc__.split("\n\n")[0])
     parser.add_argument("entries", nargs="*", help="entry paths (default: every entry)")
@@ -331,9 +363,12 @@ def main(argv: list[str]) -> int:
 
     with cluster.environment():
         results = run_all(chosen, args.keep, args.jobs, report)
+        kept_problems = check_kept() if args.keep else []
+    for problem in kept_problems:
+        print(f"kept: {problem}")
     deployed = sum(1 for failure in results.values() if failure is None)
     print(f"{deployed} of {len(chosen)} entries deployed")
-    return 0 if deployed == len(chosen) else 1
+    return 0 if deployed == len(chosen) and not kept_problems else 1
 
 
 if __name__ == "__main__":

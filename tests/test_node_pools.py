@@ -5,11 +5,15 @@ reservation; every entry's pool can be built."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from catalog_tools import e2e, node_pools
 from catalog_tools.catalog import entries
+from catalog_tools.render import render_text
 from krm_functions import tables
+from krm_functions.krmfn import yamlio
 
 WELL_KNOWN = {"kubernetes.io/hostname", "kubernetes.io/os", "kubernetes.io/arch"}
 
@@ -81,9 +85,19 @@ def test_every_machine_type_an_accelerator_row_names_has_a_capacity_row():
         assert not missing, f"{row['provider']}/{row['name']}: no machineTypes row for {missing}"
 
 
+README_NODES = re.compile(r"--num-nodes[= ](\d+)|desiredCapacity: (\d+)|--node-count (\d+)")
+
+
 @pytest.mark.parametrize("entry", [e for e in entries() if e.accelerator], ids=lambda e: str(e.path))
-def test_every_entry_has_a_node_pool(entry):
-    name, objects = node_pools.pool_for(entry)
+def test_every_entry_has_the_node_pool_its_readme_creates(entry, docker_image):
+    # As many nodes as the README's node-pool command makes: a model-load Job that needs the
+    # accelerator (Triton's engine build) runs on the server's nodes before it.
+    docs = yamlio.load_all(render_text(entry.path))
+    name, objects = node_pools.pool(entry.provider, entry.accelerator, e2e.accelerator_pods(entry, docs))
+    match = README_NODES.search((entry.path / "README.md").read_text())
+    # KServe's controller makes an LLMInferenceService's pods: the e2e tier only admits it.
+    if match and not {d["kind"] for d in docs} & e2e.ADMITTED_ONLY:
+        assert len(_nodes(objects)) == int(next(g for g in match.groups() if g)), name
     assert name and _nodes(objects)
 
 
