@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import Optional
 
 import jinja2
 
@@ -134,7 +135,20 @@ def facts(entry: Entry, root: Path = ROOT) -> dict:
                                                                       "selector", "matchLabels") or {}).items()),
                 "target": hpa.get("spec", "metrics", 0, "pods", "target", "averageValue")},
         "scrape": scrape, "gpu_setup": _gpu_setup(provider, accel_row),
+        "job_node": _job_node(job) if build else None,
     }
+
+
+def _job_node(job: KubeObject) -> Optional[dict]:
+    """What a model-build Job that asks for no accelerator needs of a node outside the
+    accelerator pool (the local control plane found none named: a cluster's default pool
+    is often smaller)."""
+    containers = job.get("spec", "template", "spec", "containers", default=[])
+    limits = {k for c in containers for k in ((c.get("resources") or {}).get("limits") or {})}
+    if any("/" in k for k in limits) or any((c.get("resources") or {}).get("claims") for c in containers):
+        return None
+    requests = (containers[0].get("resources") or {}).get("requests") or {}
+    return {"name": job.name, "cpu": requests.get("cpu"), "memory": requests.get("memory")}
 
 
 def _gpu_setup(provider: dict, accel_row: dict) -> str:
