@@ -103,17 +103,13 @@ def pod_problem(pod: dict, namespace: Optional[str]) -> Optional[str]:
         terminated = (status.get("lastState") or {}).get("terminated") or (status.get("state") or {}).get("terminated")
         if terminated and terminated.get("exitCode", 0) != 0:
             log = kubectl("logs", name, "--tail=40", namespace=namespace, check=False)
-            if GATED.search(log):
-                return (f"pod {name}: the download was refused: accept the model's licence on its Hugging Face page "
-                        f"with the account whose token is in the Secret (log: {GATED.search(log).group(0)})")
             # The container's termination message (the kubelet's, or the end of its log with
             # terminationMessagePolicy FallbackToLogsOnError) where the log is gone.
             said = terminated.get("message") or ""
-            if GATED.search(said):
-                log = said
-            if GATED.search(log):
+            gated = GATED.search(log) or GATED.search(said)
+            if gated:
                 return (f"pod {name}: the download was refused: accept the model's licence on its Hugging Face page "
-                        f"with the account whose token is in the Secret (log: {GATED.search(log).group(0)})")
+                        f"with the account whose token is in the Secret (log: {gated.group(0)})")
             last = [line for line in (log.strip() or said).splitlines() if line.strip()][-1:] or ["(no log)"]
             reason = f" ({terminated['reason']})" if terminated.get("reason") not in (None, "Error") else ""
             return f"pod {name}: exited {terminated['exitCode']}{reason}: {last[0][:300]}"

@@ -305,8 +305,9 @@ def run_all(chosen: list[Entry], keep: bool = False, jobs: int = JOBS,
 
     # Untainted pools take other entries' pods (a Job, an endpoint picker) and then go with
     # their entry: their lane runs after the others.
-    first = [lane for lane in lanes(chosen) if not any(untainted(e) for e in lane)]
-    last = [lane for lane in lanes(chosen) if any(untainted(e) for e in lane)]
+    grouped = lanes(chosen)
+    first = [lane for lane in grouped if not any(untainted(e) for e in lane)]
+    last = [lane for lane in grouped if any(untainted(e) for e in lane)]
     for batch in (first, last):
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             for future in [pool.submit(run_lane, lane) for lane in batch]:
