@@ -134,6 +134,27 @@ def _ns(namespace: str, level: str) -> None:
             "pod-security.kubernetes.io/enforce": level, "pod-security.kubernetes.io/enforce-version": "v1.34"}}}))
 
 
+def pod_on_node_problem(pod: dict, nodes: dict, pool: Optional[str] = None) -> Optional[str]:
+    """Why a pod is not Running or Succeeded on a node (of `pool`, where it asks for an
+    accelerator) that has what it asks for; None when it is."""
+    phase, node = pod["status"].get("phase"), pod["spec"].get("nodeName")
+    if phase not in ("Running", "Succeeded"):
+        return str(phase)
+    wants = {k for c in pod["spec"]["containers"] for k in ((c.get("resources") or {}).get("limits") or {})
+             if "/" in k}
+    claims = any((c.get("resources") or {}).get("claims") for c in pod["spec"]["containers"])
+    # A pod that asks for no accelerator may run on any node its taints allow.
+    expected = pool if (wants or claims) and pool else None
+    if not node or (expected and not node.startswith(expected + "-")):
+        return f"on node {node}, not in pool {expected}"
+    if node not in nodes:
+        # A finished Job's pod may outlive its node.
+        return None if phase == "Succeeded" else f"{phase} on node {node}, which is gone"
+    if wants - set(nodes[node]["status"]["allocatable"]):
+        return f"node {node} has no {sorted(wants)}"
+    return None
+
+
 def check_deployed(entry: Entry, docs: list[dict], namespace: str, pool: str) -> list[str]:
     problems = []
     nodes = {n["metadata"]["name"]: n for n in json.loads(cluster.kubectl("get", "nodes", "-o", "json"))["items"]}
@@ -142,23 +163,9 @@ def check_deployed(entry: Entry, docs: list[dict], namespace: str, pool: str) ->
     pods = [pod for pod in json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json"))["items"]
             if pod["metadata"]["name"].startswith(owners)]
     for pod in pods:
-        name, phase = pod["metadata"]["name"], pod["status"].get("phase")
-        node = pod["spec"].get("nodeName")
-        if phase not in ("Running", "Succeeded"):
-            problems.append(f"pod {name}: {phase}")
-            continue
-        wants = {k for c in pod["spec"]["containers"] for k in ((c.get("resources") or {}).get("limits") or {})
-                 if "/" in k}
-        claims = any((c.get("resources") or {}).get("claims") for c in pod["spec"]["containers"])
-        # A pod that asks for no accelerator may run on any node its taints allow.
-        expected = pool if (wants or claims) and pool else None
-        if not node or (expected and not node.startswith(expected + "-")):
-            problems.append(f"pod {name}: on node {node}, not in pool {expected}")
-        elif node not in nodes:
-            if phase != "Succeeded":  # a finished Job's pod may outlive its node
-                problems.append(f"pod {name}: {phase} on node {node}, which is gone")
-        elif wants - set(nodes[node]["status"]["allocatable"]):
-            problems.append(f"pod {name}: node {node} has no {sorted(wants)}")
+        problem = pod_on_node_problem(pod, nodes, pool)
+        if problem:
+            problems.append(f"pod {pod['metadata']['name']}: {problem}")
     for d in docs:
         if d["kind"] == "LeaderWorkerSet":
             lws = json.loads(cluster.kubectl("get", "leaderworkerset", d["metadata"]["name"], "-n", namespace,
@@ -322,18 +329,9 @@ def check_kept() -> list[str]:
     problems, count = [], 0
     for pod in json.loads(cluster.kubectl("get", "pods", "-A", "-o", "json"))["items"]:
         count += 1
-        where = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
-        phase, node = pod["status"].get("phase"), pod["spec"].get("nodeName")
-        if phase not in ("Running", "Succeeded"):
-            problems.append(f"{where}: {phase}")
-        elif node not in nodes:
-            if phase != "Succeeded":
-                problems.append(f"{where}: on node {node}, which is gone")
-        else:
-            wants = {k for c in pod["spec"]["containers"] for k in ((c.get("resources") or {}).get("limits") or {})
-                     if "/" in k}
-            if wants - set(nodes[node]["status"]["allocatable"]):
-                problems.append(f"{where}: node {node} has no {sorted(wants)}")
+        problem = pod_on_node_problem(pod, nodes)
+        if problem:
+            problems.append(f"{pod['metadata']['namespace']}/{pod['metadata']['name']}: {problem}")
     print(f"kept: {count} pods, {count - len(problems)} Running or Succeeded on a node with what they ask for")
     return problems
 
